@@ -1,0 +1,45 @@
+# rover: one-command set-up, tests, demo and benchmarks on any x86-64 or arm64 machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.rover-installed
+REQS := docker/requirements-torch.txt docker/requirements-dev.txt docker/requirements-runtime.txt docker/constraints-dev.txt
+# Every ROS process started from here stays on loopback, in a domain of its own.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell shuf -i 1-101 -n 1)
+# Run inside the venv with the built workspace on the path.
+ENV := source $(VENV)/bin/activate && source install/setup.bash
+PYTEST_ARGS ?=
+
+.PHONY: setup build test demo bench lock clean
+setup: build
+
+$(STAMP): $(REQS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade 'pip>=24'
+	# torch first, alone: the CPU build on disk; nothing later may replace it.
+	$(VENV)/bin/pip install --quiet -r docker/requirements-torch.txt
+	$(VENV)/bin/pip install --quiet -r docker/requirements-dev.txt -c docker/constraints-dev.txt
+	touch $@
+
+build: $(STAMP)
+	source $(VENV)/bin/activate && colcon build --base-paths src \
+	    --event-handlers console_cohesion- summary+ status- 2>&1 | tail -n 3
+
+test: setup
+	$(ENV) && python -m pytest -c tests/pytest.ini --rootdir . src tests $(PYTEST_ARGS)
+
+demo: setup
+	$(ENV) && python -m rover.demo
+
+bench: setup
+	$(ENV) && python -m rover.bench
+
+# Re-pin the whole dev tree after changing requirements-dev.txt.
+lock: $(STAMP)
+	(echo "# pip freeze of a working .venv (torch excluded: see requirements-torch.txt). Regenerate with make lock."; \
+	 $(VENV)/bin/pip freeze --all | grep -v -E '^(torch|pip)==') > docker/constraints-dev.txt
+
+clean:
+	rm -rf build install log

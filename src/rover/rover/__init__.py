@@ -1,0 +1,1 @@
+"""Bringup for the rover: the node graph, the demo and the benchmark runner."""

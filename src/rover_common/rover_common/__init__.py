@@ -1,0 +1,1 @@
+"""Helpers shared by every rover package; nothing here talks to hardware."""

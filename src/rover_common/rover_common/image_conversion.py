@@ -1,0 +1,82 @@
+"""The one place that turns images into messages and back.
+
+cv_bridge is used when it can be imported (a full ROS install, e.g. the Pi);
+otherwise a numpy conversion with the same behaviour for the encodings we use.
+"""
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+try:  # pragma: no cover - depends on the machine
+    from cv_bridge import CvBridge
+    _BRIDGE = CvBridge()
+except ImportError:  # the PyPI set-up has no cv_bridge
+    _BRIDGE = None
+
+# encoding -> (channels, conversion to BGR or None)
+_ENCODINGS = {
+    'bgr8': (3, None),
+    'rgb8': (3, cv2.COLOR_RGB2BGR),
+    'bgra8': (4, cv2.COLOR_BGRA2BGR),
+    'rgba8': (4, cv2.COLOR_RGBA2BGR),
+    'mono8': (1, cv2.COLOR_GRAY2BGR),
+}
+
+
+def backend_name() -> str:
+    return 'cv_bridge' if _BRIDGE is not None else 'numpy'
+
+
+def bgr_to_image_msg(bgr: np.ndarray, stamp, frame_id: str) -> Image:
+    """A bgr8 sensor_msgs/Image of an HxWx3 uint8 array."""
+    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError(f'expected HxWx3 uint8 BGR, got {bgr.dtype} {bgr.shape}')
+    if _BRIDGE is not None:
+        msg = _BRIDGE.cv2_to_imgmsg(bgr, encoding='bgr8')
+    else:
+        msg = Image()
+        msg.height, msg.width = bgr.shape[:2]
+        msg.encoding = 'bgr8'
+        msg.is_bigendian = 0
+        msg.step = bgr.shape[1] * 3
+        msg.data = np.ascontiguousarray(bgr).tobytes()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def image_msg_to_bgr(msg: Image) -> np.ndarray:
+    """An HxWx3 uint8 BGR array of a sensor_msgs/Image (8-bit encodings)."""
+    if msg.encoding not in _ENCODINGS:
+        raise ValueError(
+            f'unsupported image encoding {msg.encoding!r}; expected one of {", ".join(_ENCODINGS)}')
+    if _BRIDGE is not None:
+        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='bgr8')
+    channels, conversion = _ENCODINGS[msg.encoding]
+    row_bytes = msg.width * channels
+    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
+        raise ValueError(
+            f'image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}')
+    flat = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
+    rows = flat.reshape(msg.height, msg.step)[:, :row_bytes]  # drop row padding
+    pixels = rows.reshape(msg.height, msg.width, channels)
+    return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)
+
+
+def bgr_to_compressed_msg(bgr: np.ndarray, stamp, frame_id: str, quality: int = 80) -> CompressedImage:
+    ok, encoded = cv2.imencode('.jpg', bgr, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:
+        raise ValueError('JPEG encoding failed')
+    msg = CompressedImage()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.format = 'jpeg'
+    msg.data = encoded.tobytes()
+    return msg
+
+
+def compressed_msg_to_bgr(msg: CompressedImage) -> np.ndarray:
+    pixels = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ValueError(f'could not decode compressed image (format {msg.format!r})')
+    return pixels

@@ -1,0 +1,45 @@
+"""A common `main()` for rover nodes: clean start-up errors, clean shutdown."""
+import sys
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+
+class ConfigError(Exception):
+    """A start-up problem the user can fix: reported in one line, no traceback."""
+
+
+EXIT_CONFIG_ERROR = 2
+
+
+def run(node_factory, args=None, threads: int = 2) -> int:
+    """Create the node, spin it until Ctrl-C/shutdown, then call its `close()`.
+
+    A ConfigError, a rejected parameter or a bad value at start-up is logged as
+    one clear error line and the process exits with code 2 (not a crash loop
+    of tracebacks under a launch respawn).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+    except (ConfigError, ParameterException, ValueError) as exc:
+        rclpy.logging.get_logger('rover').error(f'cannot start: {exc}')
+        print(f'cannot start: {exc}', file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return EXIT_CONFIG_ERROR
+    executor = MultiThreadedExecutor(num_threads=threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, 'close', None)
+        if close is not None:
+            close()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+package_name = 'rover_common'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='rover team',
+    maintainer_email='rover@example.com',
+    description='Shared helpers for the rover nodes.',
+    license='Apache-2.0',
+)
