@@ -1,0 +1,98 @@
+"""The node graph the launch files and the demo share, checked without launch_ros."""
+import datetime
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rover.graph import RECORD_TOPICS, config_dir, record_command, rover_nodes
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def test_config_files_exist_and_use_namespace_wildcards():
+    for name in ('rover.yaml', 'sim.yaml', 'hailo.yaml'):
+        data = load(config_dir() / name)
+        assert data, name
+        for key, section in data.items():
+            assert key.startswith('/**/'), f'{name}: {key} would not match under a namespace'
+            assert set(section) == {'ros__parameters'}
+
+
+def test_pi_graph_defaults():
+    nodes = rover_nodes()
+    assert [n.name for n in nodes] == ['camera', 'policy', 'bridge']
+    assert [n.module for n in nodes] == [
+        'rover_camera.camera_node', 'rover_policy.policy_node', 'rover_bridge.bridge_node']
+    for node in nodes:
+        assert node.params_files == [str(config_dir() / 'rover.yaml')]
+        assert node.overrides == {}
+    respawn = {n.name: n.respawn for n in nodes}
+    assert respawn == {'camera': True, 'policy': False, 'bridge': True}
+
+
+def test_pi_config_is_30_hz_640x360_with_4_threads():
+    cfg = load(config_dir() / 'rover.yaml')
+    cam = cfg['/**/camera']['ros__parameters']
+    assert (cam['width'], cam['height'], cam['fps']) == (640, 360, 30.0)
+    pol = cfg['/**/policy']['ros__parameters']
+    assert pol['threads'] == 4 and pol['control_rate_hz'] == 30.0 and pol['backend'] == 'cpu_int8'
+    assert cfg['/**/bridge']['ros__parameters']['rate_hz'] == 30.0
+
+
+def test_launch_arguments_become_overrides():
+    nodes = {n.name: n for n in rover_nodes(
+        backend='cpu_fp32', model_dir='~/models/a', serial_port='/dev/ttyACM1',
+        camera_source='gst:libcamerasrc ! appsink', autonomy='true')}
+    assert nodes['policy'].overrides['backend'] == 'cpu_fp32'
+    assert nodes['policy'].overrides['model_dir'] == str(Path('~/models/a').expanduser())
+    assert nodes['policy'].overrides['autonomy'] is True
+    assert nodes['bridge'].overrides == {'port': '/dev/ttyACM1'}
+    assert nodes['camera'].overrides == {'source': 'gst:libcamerasrc ! appsink'}
+    assert rover_nodes(autonomy='false')[1].overrides == {'autonomy': False}
+
+
+def test_hailo_and_sim_layer_their_files_over_the_pi_config():
+    hailo = rover_nodes(backend='hailo')[1]
+    assert [Path(p).name for p in hailo.params_files] == ['rover.yaml', 'hailo.yaml']
+    sim = rover_nodes(sim=True)
+    assert [n.name for n in sim] == ['sim', 'policy', 'bridge']
+    assert [Path(p).name for p in sim[0].params_files] == ['rover.yaml', 'sim.yaml']
+    cfg = load(config_dir() / 'sim.yaml')
+    # the bridge in the sim opens the virtual Arduino's pty link
+    assert cfg['/**/bridge']['ros__parameters']['port'] == cfg['/**/sim']['ros__parameters']['serial_link']
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match='backend .*tpu.* not one of cpu_int8, cpu_fp32, hailo'):
+        rover_nodes(backend='tpu')
+    with pytest.raises(ValueError, match='not a boolean'):
+        rover_nodes(autonomy='maybe')
+
+
+def test_record_command_dated_mcap_with_namespace():
+    cmd = record_command(root='/bags', now=datetime.datetime(2026, 5, 4, 3, 2, 1), namespace='car1')
+    assert cmd[:6] == ['ros2', 'bag', 'record', '--storage', 'mcap', '--output']
+    assert cmd[6] == '/bags/rover_2026-05-04_03-02-01'
+    assert cmd[7:] == ['/car1/camera/image_raw/compressed', '/car1/rover/state', '/car1/rover/cmd',
+                       '/diagnostics']
+    assert record_command(root='/b')[7:] == list(RECORD_TOPICS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None,
+                    reason='launch_ros is not installed (PyPI set-up); rover.graph is tested above')
+def test_launch_descriptions_build():  # pragma: no cover - runs on a full ROS 2 install
+    from launch import LaunchContext, LaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    for name in ('bringup.launch.py', 'sim.launch.py'):
+        source = PythonLaunchDescriptionSource(str(REPO / 'launch' / name))
+        description = source.get_launch_description(LaunchContext())
+        assert isinstance(description, LaunchDescription)
+        args = {a.name for a in description.get_launch_arguments()}
+        assert {'backend', 'model_dir', 'namespace', 'autonomy', 'record'} <= args
