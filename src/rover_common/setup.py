@@ -6,12 +6,13 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    package_data={package_name: ['*.xml']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,  # fastdds_large_frames.xml is opened by path
     maintainer='rover team',
     maintainer_email='rover@example.com',
     description='Shared helpers for the rover nodes.',

@@ -1,6 +1,4 @@
 """A common `main()` for rover nodes: clean start-up errors, clean shutdown."""
-import sys
-
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -26,7 +24,6 @@ def run(node_factory, args=None, threads: int = 2) -> int:
         node = node_factory()
     except (ConfigError, ParameterException, ValueError) as exc:
         rclpy.logging.get_logger('rover').error(f'cannot start: {exc}')
-        print(f'cannot start: {exc}', file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return EXIT_CONFIG_ERROR
     executor = MultiThreadedExecutor(num_threads=threads)

@@ -15,10 +15,13 @@ from rover_common.ros_env import localhost_env
 
 
 def write_params_file(node_name: str, params: dict, directory: str) -> str:
-    """A ROS 2 parameter YAML for one node, as `--params-file` expects it."""
+    """A ROS 2 parameter YAML for one node, as `--params-file` expects it. A bare
+    name is keyed `/**/name`, so it applies under any namespace; a fully
+    qualified `/ns/name` is kept as it is."""
     path = os.path.join(directory, f'{node_name.strip("/").replace("/", "_")}_params.yaml')
+    key = node_name if node_name.startswith('/') else f'/**/{node_name}'
     with open(path, 'w') as f:
-        yaml.safe_dump({node_name: {'ros__parameters': params}}, f)
+        yaml.safe_dump({key: {'ros__parameters': params}}, f)
     return path
 
 

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -77,3 +79,15 @@ def test_rate_meter_and_rolling_stats():
     for v in [100, 1, 2, 3]:
         stats.add(v)
     assert stats.percentile(50) == 2.0 and stats.mean() == 2.0
+
+
+def test_large_frame_profile_is_used_unless_the_user_chose(tmp_path):
+    from rover_common.fastdds import FASTDDS_PROFILE, use_large_frame_transport
+    assert os.path.isfile(FASTDDS_PROFILE)
+    env = {}
+    assert use_large_frame_transport(env) == FASTDDS_PROFILE
+    assert env['FASTRTPS_DEFAULT_PROFILES_FILE'] == FASTDDS_PROFILE
+    own = {'FASTDDS_DEFAULT_PROFILES_FILE': str(tmp_path / 'mine.xml')}
+    assert use_large_frame_transport(own) is None and 'FASTRTPS_DEFAULT_PROFILES_FILE' not in own
+    assert use_large_frame_transport({'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}) is None
+    assert use_large_frame_transport({'ROVER_FASTDDS_PROFILE': '0'}) is None

@@ -1,0 +1,132 @@
+"""The simulated rover: the hardware the real nodes talk to, in one process.
+
+- a virtual Arduino on a pseudo-terminal (same protocol and watchdog as the
+  firmware) whose applied outputs drive a bicycle-model car;
+- a camera on that car rendering the track at `fps`, published exactly as the
+  camera node publishes (camera/image_raw bgr8 stamped at capture, compressed,
+  camera_info).
+
+The bridge opens `serial_link` as if it were the Arduino's USB port, so the
+loop closes through the real policy and bridge nodes and real topics.
+"""
+import math
+import threading
+import time
+
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from rover_common import diagnostics as diag
+from rover_common.fastdds import use_large_frame_transport
+from rover_common.image_conversion import bgr_to_compressed_msg, bgr_to_image_msg
+from rover_common.node_main import ConfigError, run
+from rover_common.params import declare
+from rover_common.stats import RateMeter
+from rover_sim.track import StadiumTrack, render_floor
+from rover_sim.track_camera import CameraMount, TrackCamera
+from rover_sim.vehicle_model import BicycleModel
+from rover_sim.virtual_arduino import VirtualArduino
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__('sim')
+        self.link = declare(self, 'serial_link', '/tmp/rover_sim_arduino',
+                            'Path of the symlink to the virtual Arduino pty; the bridge opens it.')
+        width = declare(self, 'width', 640, 'Camera image width in pixels.', min_value=16, max_value=4096)
+        height = declare(self, 'height', 360, 'Camera image height in pixels.', min_value=16, max_value=4096)
+        self.fps = declare(self, 'fps', 30.0, 'Camera frame rate (Hz).', min_value=1.0, max_value=120.0)
+        self.frame_id = declare(self, 'frame_id', 'camera', 'frame_id of the camera messages.')
+        self.publish_compressed = declare(self, 'publish_compressed', True,
+                                          'Also publish camera/image_raw/compressed (JPEG).')
+        self.jpeg_quality = declare(self, 'jpeg_quality', 80, 'JPEG quality.', min_value=1, max_value=100)
+        start = declare(self, 'start_progress', 0.0,
+                        'Where on the track the car starts (m along the centre line).',
+                        min_value=0.0, max_value=1000.0)
+
+        self.track = StadiumTrack()
+        self.camera = TrackCamera(render_floor(self.track), CameraMount(width=width, height=height))
+        x, y, yaw = self.track.centre_point(start)
+        try:
+            self.arduino = VirtualArduino(link=self.link, model=BicycleModel(x=x, y=y, yaw=yaw))
+            self.arduino.start()
+        except OSError as exc:
+            raise ConfigError(f'cannot create the virtual Arduino link {self.link}: {exc}') from exc
+
+        self.image_pub = self.create_publisher(Image, 'camera/image_raw', qos_profile_sensor_data)
+        self.compressed_pub = self.create_publisher(
+            CompressedImage, 'camera/image_raw/compressed', qos_profile_sensor_data)
+        self.info_pub = self.create_publisher(CameraInfo, 'camera/camera_info', qos_profile_sensor_data)
+        self.pose_pub = self.create_publisher(PoseStamped, 'sim/pose', 10)
+        self.diag_pub = self.create_publisher(diag.DiagnosticArray, '/diagnostics', 10)
+        self.info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+
+        self.frames = 0
+        self.rate = RateMeter(window=90)
+        self._stop = threading.Event()
+        # Frames are paced on their own thread with absolute deadlines, like a
+        # camera's sensor clock: the executor's load never delays a capture.
+        self._thread = threading.Thread(target=self._camera_loop, name='sim_camera', daemon=True)
+        self._thread.start()
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f'virtual Arduino on {self.link}; camera {width}x{height} at {self.fps} Hz')
+
+    def _camera_loop(self):
+        period = 1.0 / self.fps
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            deadline += period
+            pose = self.arduino.pose()
+            x, y, yaw = pose.x, pose.y, pose.yaw
+            stamp = self.get_clock().now().to_msg()   # capture time
+            frame = self.camera.render(x, y, yaw)
+            self.image_pub.publish(bgr_to_image_msg(frame, stamp, self.frame_id))
+            if self.publish_compressed:
+                self.compressed_pub.publish(
+                    bgr_to_compressed_msg(frame, stamp, self.frame_id, self.jpeg_quality))
+            self.info.header.stamp, self.info.header.frame_id = stamp, self.frame_id
+            self.info_pub.publish(self.info)
+            self._publish_pose(stamp, x, y, yaw)
+            self.frames += 1
+            self.rate.tick()
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                deadline = time.monotonic()  # fell behind: do not burst to catch up
+
+    def _publish_pose(self, stamp, x, y, yaw):
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, 'track'
+        pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+        pose.pose.orientation.z, pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        self.pose_pub.publish(pose)
+
+    def _publish_diagnostics(self):
+        pose = self.arduino.pose()
+        offset = self.track.distance_from_centre(pose.x, pose.y)
+        on_track = abs(offset) < self.track.width / 2
+        values = {
+            'frames': self.frames, 'camera_rate_hz': self.rate.rate_hz(),
+            'distance_m': self.arduino.model.distance, 'speed_mps': pose.speed,
+            'lateral_offset_m': offset, 'on_track': on_track, 'link': self.link,
+        }
+        level = diag.OK if on_track else diag.WARN
+        message = 'on track' if on_track else 'off track'
+        self.diag_pub.publish(diag.array(self, diag.status('sim: world', level, message, values, 'sim')))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.arduino.stop()
+
+
+def main(args=None):
+    use_large_frame_transport()
+    return run(SimNode, args=args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
