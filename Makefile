@@ -21,11 +21,11 @@ $(STAMP): $(REQS)
 	# torch first, alone: the CPU build on disk; nothing later may replace it.
 	$(VENV)/bin/pip install --quiet -r docker/requirements-torch.txt
 	$(VENV)/bin/pip install --quiet -r docker/requirements-dev.txt -c docker/constraints-dev.txt
+	touch $(VENV)/COLCON_IGNORE   # the venv holds ROS package.xml files colcon must not build
 	touch $@
 
 build: $(STAMP)
-	source $(VENV)/bin/activate && colcon build --base-paths src \
-	    --event-handlers console_cohesion- summary+ status- 2>&1 | tail -n 3
+	source $(VENV)/bin/activate && colcon build --event-handlers console_cohesion- status- 2>&1 | tail -n 3
 
 test: setup
 	$(ENV) && python -m pytest -c tests/pytest.ini --rootdir . src tests $(PYTEST_ARGS)
