@@ -1,0 +1,444 @@
+"""The bridge node in its own process against the virtual Arduino over a real pty.
+
+The test process holds the virtual Arduino (to read exactly what arrived on the
+wire) and a ROS node that publishes rover/cmd, calls rover/estop and listens to
+rover/state and /diagnostics. Rates are measured over windows with tolerances
+that hold on two busy cores.
+"""
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from std_srvs.srv import SetBool
+
+from rover_bridge import protocol as p
+from rover_bridge.command import Shaping
+from rover_common.process import NodeProcess
+from rover_common.ros_env import apply_localhost_env, localhost_env
+from rover_sim.virtual_arduino import FirmwareConfig, VirtualArduino
+
+pytestmark = pytest.mark.timeout(120)
+
+BOARD = FirmwareConfig(arming_ms=100)
+BASE_PARAMS = {'diagnostics_period': 0.2, 'reconnect_backoff_max': 0.5}
+
+
+def wait_for(predicate, timeout, interval=0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def wire(value: float) -> int:
+    return p.to_fixed(value)
+
+
+class Ros:
+    """The test's own ROS node, spinning on a background thread."""
+
+    def __init__(self):
+        self.domain = apply_localhost_env()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain)
+        self.node = rclpy.create_node('bridge_test', context=self.context)
+        self.cmd_pub = self.node.create_publisher(TwistStamped, 'rover/cmd', 10)
+        self.states, self.diagnostics = [], []
+        self.node.create_subscription(TwistStamped, 'rover/state',
+                                      lambda m: self.states.append((time.monotonic(), m)), 50)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, 10)
+        self.estop_client = self.node.create_client(SetBool, 'rover/estop')
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def env(self):
+        return localhost_env(self.domain)
+
+    def publish(self, steering, throttle):
+        msg = TwistStamped()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.twist.angular.z = float(steering)
+        msg.twist.linear.x = float(throttle)
+        self.cmd_pub.publish(msg)
+
+    def status(self, name):
+        """The newest diagnostic status called `name` as (level, message, values)."""
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if status.name == name:
+                    return status.level[0], status.message, {kv.key: kv.value for kv in status.values}
+        return None
+
+    def estop(self, engage: bool):
+        assert self.estop_client.wait_for_service(timeout_sec=10.0)
+        future = self.estop_client.call_async(SetBool.Request(data=engage))
+        assert wait_for(future.done, 5.0)
+        return future.result()
+
+    def set_parameters(self, node_name, **values):
+        client = self.node.create_client(SetParameters, f'/{node_name}/set_parameters')
+        try:
+            assert client.wait_for_service(timeout_sec=10.0)
+            request = SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+            future = client.call_async(request)
+            assert wait_for(future.done, 5.0)
+            return future.result().results
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self):
+        self.executor.shutdown()
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+class Publisher:
+    """Publishes rover/cmd at `rate_hz` on a thread; `value` can change while it runs."""
+
+    def __init__(self, ros, value, rate_hz=50.0):
+        self.ros, self.value, self.period = ros, value, 1.0 / rate_hz
+        self.count = 0
+        self.last_time = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        next_time = time.monotonic()
+        while not self._stop.is_set():
+            self.ros.publish(*self.value)
+            self.last_time = time.monotonic()
+            self.count += 1
+            next_time += self.period
+            delay = next_time - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope='module')
+def ros():
+    # The virtual Arduino runs on a thread of this process: hand the GIL over quickly so its
+    # receive times are not skewed by the test's own publishers.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    r = Ros()
+    yield r
+    r.close()
+    sys.setswitchinterval(interval)
+
+
+def start_rig(ros, tmp_path, params=None, board_kwargs=None):
+    board = VirtualArduino(link=str(tmp_path / 'arduino'), config=BOARD, boot_delay=0.1,
+                           **(board_kwargs or {})).start()
+    bridge = NodeProcess('rover_bridge.bridge_node', 'bridge', env=ros.env(),
+                         params={'port': board.port, **BASE_PARAMS, **(params or {})}).start()
+    return board, bridge
+
+
+def link_up(ros, board, bridge, timeout=20.0):
+    ok = wait_for(lambda: board.counters().get('commands_rx', 0) > 0 or not bridge.alive(), timeout)
+    assert ok and bridge.alive(), bridge.output()
+
+
+def debug(ros) -> str:
+    """Context for a failed timing assertion: the bridge's own view and the machine load."""
+    status = ros.status('bridge: serial link')
+    values = status[2] if status else {}
+    with open('/proc/loadavg') as f:
+        load = f.read().split()[0]
+    return (f"bridge command_rate_hz={values.get('command_rate_hz')} "
+            f"send_interval_p99_ms={values.get('send_interval_p99_ms')} loadavg={load}")
+
+
+def rate_in_window(times, start, end):
+    return sum(1 for t in times if start <= t < end) / (end - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# One bridge (with trim, inversion and a throttle limit) for the command-path tests.
+
+SHARED_PARAMS = {'steering_trim': 0.1, 'invert_steering': True, 'max_throttle': 0.5, 'cmd_timeout': 0.25}
+SHAPING = Shaping(steering_trim=0.1, invert_steering=True, max_throttle=0.5)
+NEUTRAL = tuple(wire(v) for v in SHAPING.neutral_wire())
+
+
+@pytest.fixture(scope='module')
+def shared(ros, tmp_path_factory):
+    board, bridge = start_rig(ros, tmp_path_factory.mktemp('shared'), SHARED_PARAMS)
+    link_up(ros, board, bridge)
+    probe = tuple(wire(v) for v in SHAPING.to_wire(0.0, 0.05))
+    with Publisher(ros, (0.0, 0.05)):  # wait for DDS discovery between the processes
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == probe,
+                        15.0), bridge.output()
+    yield board, bridge
+    bridge.stop()
+    board.stop()
+
+
+def test_commands_arrive_at_30hz_with_the_shaped_values_and_state_comes_back(ros, shared):
+    board, bridge = shared
+    expected = tuple(wire(v) for v in SHAPING.to_wire(0.5, 0.3))
+    assert expected == (-6000, 3000)  # trim, then inversion
+    with Publisher(ros, (0.5, 0.3)):
+        # (DDS discovery between the two processes takes a moment)
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == expected,
+                        10.0), bridge.output()
+        time.sleep(0.2)
+        start = time.monotonic()
+        time.sleep(2.0)
+        end = time.monotonic()
+    window = [c for c in board.commands(since=start) if c.time < end]
+    rate = len(window) / (end - start)
+    assert 27.0 <= rate <= 33.0, (rate, debug(ros))
+    assert {(c.steering, c.throttle) for c in window} == {expected}
+    # rover/state: what the Arduino applied, mapped back to the rover/cmd convention.
+    states = [m for t, m in ros.states if start <= t < end]
+    assert len(states) >= 60  # telemetry at 50 Hz
+    assert states[-1].twist.angular.z == pytest.approx(0.5, abs=1e-3)
+    assert states[-1].twist.linear.x == pytest.approx(0.3, abs=1e-3)
+    assert states[-1].header.frame_id == 'base_link'
+    stamp = states[-1].header.stamp.sec + states[-1].header.stamp.nanosec * 1e-9
+    assert abs(stamp - time.time()) < 5.0  # receive time on the node's clock
+
+
+def test_out_of_range_is_clamped_and_non_finite_is_neutral_both_counted(ros, shared):
+    board, _ = shared
+    with Publisher(ros, (2.0, -3.0)) as pub:
+        assert wait_for(lambda: board.commands() and (board.commands()[-1].steering,
+                                                      board.commands()[-1].throttle) == (-10000, -5000), 3.0)
+        pub.value = (math.nan, 0.3)
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == NEUTRAL, 3.0)
+        pub.value = (0.2, math.inf)
+        time.sleep(0.5)
+        assert (board.commands()[-1].steering, board.commands()[-1].throttle) == NEUTRAL
+    assert wait_for(lambda: ros.status('bridge: commands') and
+                    int(ros.status('bridge: commands')[2]['nonfinite']) >= 10, 3.0)
+    values = ros.status('bridge: commands')[2]
+    assert int(values['clamped']) >= 1 and int(values['sent_nonfinite']) >= 5
+
+
+def test_commands_stop_means_neutral_within_cmd_timeout(ros, shared):
+    board, _ = shared
+    with Publisher(ros, (-0.4, 0.2)) as pub:
+        assert wait_for(lambda: board.commands()[-1].steering == wire(SHAPING.to_wire(-0.4, 0.2)[0]), 3.0)
+        time.sleep(0.3)
+    last_publish = pub.last_time
+    assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == NEUTRAL, 2.0)
+    after = board.commands(since=last_publish)
+    first_neutral = next(c.time for c in after if (c.steering, c.throttle) == NEUTRAL)
+    held = [c for c in after if c.time < first_neutral]
+    delay = first_neutral - last_publish
+    # Held for cmd_timeout (0.25 s), then neutral at the next 30 Hz tick (+ scheduling slack).
+    assert 0.2 <= delay <= 0.25 + 1 / 30 + 0.1, delay
+    assert len(held) >= 5 and all((c.steering, c.throttle) != NEUTRAL for c in held)
+    assert board.applied().mode == p.Mode.AUTONOMOUS  # neutral by command, not by the firmware watchdog
+
+
+def test_flood_of_rover_cmd_at_1khz_still_sends_at_30hz(ros, shared):
+    """The flood comes from another process, like a runaway teleop node would."""
+    board, _ = shared
+    flood = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name('flood_publisher.py')), '--rate', '1000', '--seconds', '4.0'],
+        env=ros.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # The flood reaches the bridge once discovery is done: steering starts cycling.
+        assert wait_for(lambda: len({c.steering for c in board.commands(since=time.monotonic() - 0.5)}) > 3
+                        or flood.poll() is not None, 10.0)
+        start = time.monotonic()
+        time.sleep(2.0)
+        end = time.monotonic()
+        seen_rate = float(ros.status('bridge: commands')[2]['cmd_in_rate_hz'])
+        output, _ = flood.communicate(timeout=20)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    count, seconds = (float(x) for x in re.search(r'published (\d+) messages in ([\d.]+) s', output).groups())
+    assert count / seconds > 700, output  # the flood really was a flood
+    assert seen_rate > 300, (ros.status('bridge: commands'), output)  # and the bridge did receive it
+    times = [c.time for c in board.commands() if start <= c.time < end]
+    rate = len(times) / (end - start)
+    intervals = sorted(b - a for a, b in zip(times, times[1:]))
+    median_ms = 1000 * intervals[len(intervals) // 2]
+    # Still on the 30 Hz schedule (median period), and at most a few ticks lost to starvation.
+    assert 30.0 <= median_ms <= 37.0, (median_ms, debug(ros))
+    assert 26.0 <= rate <= 33.0, (rate, debug(ros))
+    # The newest command wins: after the flood the final value is what goes out.
+    last = board.commands()[-1]
+    assert (last.steering, last.throttle) == tuple(wire(v) for v in SHAPING.to_wire(0.25, 0.25))
+
+
+def test_garbage_and_corrupt_frames_are_counted_and_the_link_stays_up(ros, shared):
+    board, _ = shared
+    before = ros.status('bridge: serial link')[2]
+    with Publisher(ros, (0.1, 0.1)):
+        time.sleep(0.3)
+        start = time.monotonic()
+        for i in range(40):
+            board.inject_garbage(120, seed=i)
+            board.inject_corrupt_frame('crc')
+            board.inject_corrupt_frame('frame')
+            time.sleep(0.05)
+        end = time.monotonic()
+        time.sleep(0.6)
+    rate = rate_in_window([c.time for c in board.commands()], start, end)
+    assert rate >= 26.0, (rate, debug(ros))
+    level, message, values = ros.status('bridge: serial link')
+    assert int(values['rx_crc_errors']) - int(before['rx_crc_errors']) >= 40
+    assert int(values['rx_frame_errors']) - int(before['rx_frame_errors']) >= 40
+    assert values['state'] == values['link'] == 'up' and values['reconnects'] == before['reconnects'] == '0'
+    assert values['link_losses'] == '0'
+
+
+def test_estop_latches_neutral_until_released(ros, shared):
+    board, _ = shared
+    moving = tuple(wire(v) for v in SHAPING.to_wire(0.6, 0.4))
+    with Publisher(ros, (0.6, 0.4)):
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == moving, 3.0)
+        response = ros.estop(True)
+        assert response.success and 'engaged' in response.message
+        assert wait_for(lambda: board.applied().mode == p.Mode.ESTOP, 1.0)
+        latched_at = time.monotonic()
+        time.sleep(1.2)  # commands keep coming: still latched
+        during = board.commands(since=latched_at)
+        assert during and all((c.steering, c.throttle) == NEUTRAL for c in during)
+        applied = board.applied()
+        assert applied.estop and applied.throttle_us == 1500
+        assert wait_for(lambda: ros.status('bridge: commands')[2]['estop'] == 'True', 2.0)
+        assert ros.estop(False).success
+        assert wait_for(lambda: board.applied().mode == p.Mode.AUTONOMOUS and
+                        (board.commands()[-1].steering, board.commands()[-1].throttle) == moving, 2.0)
+    assert [e for _, e in board.estop_events()][-1] == 0
+
+
+def test_trims_and_limits_can_be_tuned_at_runtime(ros, shared):
+    board, _ = shared
+    with Publisher(ros, (0.0, 0.8)):
+        results = ros.set_parameters('bridge', steering_trim=-0.2, max_throttle=0.3)
+        assert all(r.successful for r in results), results
+        tuned = tuple(wire(v) for v in Shaping(steering_trim=-0.2, invert_steering=True,
+                                               max_throttle=0.3).to_wire(0.0, 0.8))
+        assert tuned == (2000, 3000)
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == tuned, 2.0)
+        # Out of the declared range, or read-only: refused, nothing changes.
+        assert not ros.set_parameters('bridge', max_throttle=1.5)[0].successful
+        assert not ros.set_parameters('bridge', rate_hz=10.0)[0].successful
+        time.sleep(0.2)
+        assert (board.commands()[-1].steering, board.commands()[-1].throttle) == tuned
+        assert all(r.successful for r in ros.set_parameters('bridge', steering_trim=0.1, max_throttle=0.5))
+        back = tuple(wire(v) for v in SHAPING.to_wire(0.0, 0.8))
+        assert wait_for(lambda: (board.commands()[-1].steering, board.commands()[-1].throttle) == back, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults of the whole process or the port: one bridge each.
+
+def test_bridge_killed_means_the_arduino_goes_neutral_within_its_watchdog(ros, tmp_path):
+    board, bridge = start_rig(ros, tmp_path)
+    try:
+        link_up(ros, board, bridge)
+        with Publisher(ros, (0.5, 0.5)):
+            assert wait_for(lambda: board.applied().throttle_us == 1750, 5.0)
+            os.killpg(bridge.proc.pid, signal.SIGKILL)  # no chance to send neutral
+            killed = time.monotonic()
+            assert wait_for(lambda: board.applied().watchdog_tripped, 2.0)
+            tripped = time.monotonic()
+        last_command = board.commands()[-1]
+        assert (last_command.steering, last_command.throttle) == (5000, 5000)
+        assert tripped - killed <= 0.25 + 0.15, tripped - killed
+        assert 0.24 <= tripped - last_command.time <= 0.25 + 0.15
+        applied = board.applied()
+        assert (applied.mode, applied.steering_us, applied.throttle_us) == (p.Mode.FAILSAFE, 1500, 1500)
+    finally:
+        bridge.stop()
+        board.stop()
+
+
+def test_port_closed_and_reopened_the_bridge_reconnects_within_2s(ros, tmp_path):
+    board, bridge = start_rig(ros, tmp_path)
+    try:
+        link_up(ros, board, bridge)
+        board.unplug()
+        time.sleep(1.5)
+        board.replug()
+        replugged = time.monotonic()
+        assert wait_for(lambda: board.commands(since=replugged), 2.0), bridge.output()
+        assert time.monotonic() - replugged <= 2.0
+        assert wait_for(lambda: ros.status('bridge: serial link') is not None and
+                        ros.status('bridge: serial link')[2]['reconnects'] == '1', 3.0)
+        assert 'cannot open' in bridge.output()
+    finally:
+        bridge.stop()
+        board.stop()
+
+
+def test_sigint_sends_neutral_before_closing(ros, tmp_path):
+    board, bridge = start_rig(ros, tmp_path)
+    try:
+        link_up(ros, board, bridge)
+        with Publisher(ros, (0.5, 0.5)):
+            assert wait_for(lambda: board.applied().throttle_us == 1750, 5.0)
+            assert bridge.stop() == 0
+        last = board.commands()[-1]
+        assert (last.steering, last.throttle) == (0, 0)  # neutral, sent while rover/cmd still said 0.5
+        assert 'sent neutral' in bridge.output()
+    finally:
+        bridge.stop()
+        board.stop()
+
+
+def test_incompatible_firmware_is_refused_with_a_clear_error(ros, tmp_path):
+    board, bridge = start_rig(ros, tmp_path, board_kwargs={'version': (2, 0)})
+    try:
+        assert wait_for(lambda: 'incompatible firmware' in bridge.output() or not bridge.alive(), 20.0)
+        assert bridge.alive()
+        assert wait_for(lambda: ros.status('bridge: serial link') is not None and
+                        'incompatible' in ros.status('bridge: serial link')[1], 5.0)
+        level, message, values = ros.status('bridge: serial link')
+        assert level == 2 and values['state'] == 'incompatible' and '2.0' in message
+        with Publisher(ros, (0.5, 0.5)):
+            time.sleep(0.5)
+        assert board.counters().get('commands_rx', 0) == 0
+    finally:
+        bridge.stop()
+        board.stop()
+
+
+def test_bad_parameter_exits_with_a_clear_error(ros, tmp_path):
+    bridge = NodeProcess('rover_bridge.bridge_node', 'bridge', env=ros.env(),
+                         params={'port': str(tmp_path / 'none'), 'rate_hz': 0.0}).start()
+    try:
+        assert bridge.wait_exit(20.0) == 2
+        assert 'cannot start' in bridge.output() and 'rate_hz' in bridge.output()
+        assert 'Traceback' not in bridge.output()
+    finally:
+        bridge.stop()

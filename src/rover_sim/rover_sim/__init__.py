@@ -1,0 +1,1 @@
+"""Simulated rover hardware: virtual Arduino on a pseudo-terminal, vehicle model."""

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+package_name = 'rover_sim'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='rover team',
+    maintainer_email='rover@example.com',
+    description='Simulated rover hardware: virtual Arduino on a pty, vehicle model, track camera.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'virtual_arduino = rover_sim.virtual_arduino:main',
+            'sim_node = rover_sim.sim_node:main',
+        ],
+    },
+)
