@@ -124,6 +124,7 @@ class BridgeNode(Node):
 
     def _on_cmd(self, msg: TwistStamped) -> None:
         problem = self.holder.submit(msg.twist.angular.z, msg.twist.linear.x)
+        self.link.command_updated()
         if problem == 'nonfinite':
             self.get_logger().warning('rover/cmd with NaN/inf: sending neutral', throttle_duration_sec=5.0)
 

@@ -34,6 +34,16 @@ class LinkConfig:
     port: str
     baud: int = 115200
     rate_hz: float = 30.0
+    # Phase lock to the publisher: without it a 30 Hz policy and a 30 Hz bridge
+    # drift apart and a command waits up to a whole period for the wire.
+    # A fresh command goes out at once if the last COMMAND is at least
+    # (period - sync_margin) old, or if the last one was a repeat sent less
+    # than sync_window ago (the new value replaces it). After a fresh send the
+    # next repeat waits period + sync_window, so publisher jitter does not let
+    # a repeat take the fresh command's slot. A flood gives at most
+    # 1 / (period - sync_margin), about 31 Hz.
+    sync_margin: float = 0.001
+    sync_window: float = 0.005
     hello_timeout: float = 5.0         # s after opening without HELLO -> close and retry
     hello_request_after: float = 1.5   # s of silence before asking (lets a bootloader finish)
     hello_request_period: float = 0.5
@@ -90,6 +100,8 @@ class SerialLink:
         self._next_estop = 0.0
         self._estop = False
         self._estop_dirty = False
+        self._fresh_command = False
+        self._last_send_fresh = False
         self._pings = collections.OrderedDict()
         self._ping_token = 0
         self._last_rx_seq = None
@@ -128,6 +140,12 @@ class SerialLink:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+    def command_updated(self) -> None:
+        """A new command is available: send it without waiting for the next period."""
+        with self._lock:
+            self._fresh_command = True
+        self._wake()
 
     def set_estop(self, engaged: bool) -> None:
         with self._lock:
@@ -233,11 +251,22 @@ class SerialLink:
         if self._state == LinkState.CONNECTING:
             return min(self._opened_at + self.config.hello_timeout, max(self._next_hello_request, now))
         deadlines = [self._next_send, self._next_ping, self._last_rx + self.config.link_timeout]
+        if self._fresh_command:
+            deadlines.append(self._earliest_send())
         if self._estop_dirty:
             return now
         if self._estop:
             deadlines.append(self._next_estop)
         return min(deadlines)
+
+    def _earliest_send(self) -> float:
+        """When a fresh command may go out (see LinkConfig.sync_margin)."""
+        if not self.send_times:
+            return float('-inf')
+        last = self.send_times[-1]
+        if not self._last_send_fresh and self._clock() - last <= self.config.sync_window:
+            return last  # replace the repeat just sent
+        return last + 1.0 / self.config.rate_hz - self.config.sync_margin
 
     def _open(self, now: float) -> None:
         cfg = self.config
@@ -407,7 +436,10 @@ class SerialLink:
             self._send(p.Estop(int(engaged)))
             self.counts['estops_sent'] += 1
             self._next_estop = now + cfg.estop_repeat
-        if now >= self._next_send:
+        fresh = self._fresh_command and now >= self._earliest_send()
+        if now >= self._next_send or fresh:
+            with self._lock:
+                self._fresh_command = False
             try:
                 steering, throttle, _reason = self._command_source()
             except Exception as exc:  # a bug upstream must not stop the link: send neutral
@@ -421,8 +453,11 @@ class SerialLink:
             self.send_times.append(now)
             period = 1.0 / cfg.rate_hz
             self._next_send += period
-            if self._next_send <= now:  # late by a whole period (stall): re-anchor, never burst
+            if fresh:  # follow the publisher's phase
+                self._next_send = now + period + cfg.sync_window
+            elif self._next_send <= now:  # late by a whole period (stall): re-anchor, never burst
                 self._next_send = now + period
+            self._last_send_fresh = fresh
         if now >= self._next_ping:
             self._ping_token = (self._ping_token + 1) & 0xFFFFFFFF
             self._pings[self._ping_token] = now

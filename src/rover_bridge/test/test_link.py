@@ -72,6 +72,35 @@ def test_handshake_then_commands_at_the_fixed_rate_with_the_right_values(rig):
     assert all((b - a) & 0xFF >= 1 for a, b in zip(seqs, seqs[1:]))  # sequence numbers advance
 
 
+def test_fresh_commands_go_out_at_once_locked_to_the_publisher_phase(rig):
+    """A 30 Hz publisher whose phase differs from the link's: each new command
+    reaches the wire within a few ms instead of waiting up to a period."""
+    assert rig.up()
+    time.sleep(0.2)
+    delays = []
+    start = time.monotonic()
+    next_publish = start + 0.0137  # deliberately off the link's phase
+    for i in range(60):
+        while time.monotonic() < next_publish:
+            time.sleep(0.0005)
+        value = (i % 9 + 1) / 10
+        rig.command = (value, 0.0)
+        published = time.monotonic()
+        rig.link.command_updated()
+        want = round(value * 10000)
+        assert wait_for(lambda: any(c.steering == want for c in rig.board.commands(since=published)), 0.2,
+                        interval=0.001)  # a slow poll here would make this publisher jitter
+        arrival = next(c.time for c in rig.board.commands(since=published) if c.steering == want)
+        delays.append(arrival - published)
+        next_publish += 1 / 30
+    # the lock slides the phase by sync_margin per period: 0.5 s at most to acquire
+    locked_ms = sorted(d * 1000 for d in delays[20:])
+    assert locked_ms[len(locked_ms) * 9 // 10] < 5.0, locked_ms
+    # the fresh sends replace the periodic ones rather than adding to them
+    elapsed = time.monotonic() - start
+    assert 27 <= len(rig.board.commands(since=start)) / elapsed <= 33
+
+
 def test_stop_sends_neutral_before_closing(rig):
     assert rig.up()
     assert wait_for(lambda: rig.board.applied().steering_us == 1750, 2.0)
