@@ -1,0 +1,180 @@
+"""Hailo-8/8L through HailoRT's InferModel API (hailo_platform, HailoRT 4.20-4.23).
+
+Call order (HailoRT's Python API): VDevice(params with the ROUND_ROBIN scheduler) ->
+create_infer_model(hef) -> set the stream format types -> configure() ->
+create_bindings() -> set_buffer() on every input and output before each
+run([bindings], timeout_ms) -> get_buffer().
+
+Two shapes of HEF are accepted and checked against the manifest at start:
+- hybrid: one input (the image, NHWC [H, W, 3]) and one output, the backbone's
+  feature map NHWC [h, w, C]; it is transposed to the manifest's NCHW `features`
+  and `head.onnx` runs on the CPU with ONNX Runtime (what the Hailo-8L handles well:
+  the ResNet on the NPU, the transformer on the CPU);
+- whole model: two inputs (image [H, W, 3] and state with state_dim values) and
+  one output holding chunk_size * action_dim values.
+Inputs and outputs use FormatType.FLOAT32, so HailoRT quantizes and dequantizes
+with the HEF's quant infos itself; pixels go in as float 0-255 (the HEF carries
+the normalization, as compiled from backbone.onnx).
+"""
+import os
+
+import numpy as np
+
+from rover_policy.backends.base import Backend, BackendError
+from rover_policy.backends.ort_backend import check_io, make_session
+
+INSTALL_HINT = (
+    'install HailoRT\'s Python package: on the Raspberry Pi run `sudo apt install hailo-all` '
+    '(and reboot; a virtualenv needs --system-site-packages to see it), elsewhere install the '
+    'HailoRT wheel (hailort-<version>-cp3XX-...whl from the Hailo developer zone) whose version '
+    'matches `hailortcli --version`')
+DEVICE_HINT = (
+    'check that the Hailo module is detected (`hailortcli scan`, `hailortcli fw-control identify`, '
+    '`lsmod | grep hailo_pci`) and that no other process holds it')
+
+
+def import_hailo_platform():
+    """hailo_platform, imported only when the hailo backend is chosen."""
+    try:
+        import hailo_platform
+    except Exception as exc:  # ImportError, or the wheel's own MissingPyHRTLib/version errors
+        raise BackendError(
+            f'backend "hailo" needs the hailo_platform module, which cannot be imported '
+            f'({type(exc).__name__}: {exc}); {INSTALL_HINT}') from exc
+    return hailo_platform
+
+
+class HailoBackend(Backend):
+    name = 'hailo'
+
+    def __init__(self, model, hef_path: str = '', threads: int = 4, timeout_ms: int = 1000):
+        self._model = model
+        self._vdevice = None
+        self._configured = None
+        self.timeout_ms = int(timeout_ms)
+        self.hef_path, self.hef_verified = self._resolve_hef(model, hef_path)
+        hp = import_hailo_platform()
+        try:
+            # the scheduler runs the model without explicit activate(), as in Hailo's examples
+            params = hp.VDevice.create_params()
+            params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+            self._vdevice = hp.VDevice(params)
+        except Exception as exc:
+            raise BackendError(f'no Hailo device available ({exc}); {DEVICE_HINT}') from exc
+        try:
+            self._start(hp, model, threads)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _resolve_hef(model, hef_path):
+        """(path, sha256 verified) of the HEF: the parameter, else the manifest's models.hef."""
+        if not hef_path:
+            if not (model.manifest.get('models') or {}).get('hef'):
+                raise BackendError(
+                    f'{model.manifest_path} names no HEF (models.hef); compile backbone.onnx with the '
+                    'Hailo Dataflow Compiler, copy it into the model directory and add it to the '
+                    'manifest (models.hef and its sha256 under files), or set the hef_path parameter')
+            return model.verified_model('hef'), True
+        path = os.path.abspath(hef_path)
+        if not os.path.isfile(path):
+            raise BackendError(f'HEF file not found: {path}')
+        relative = model.relative_name(path)
+        if relative is not None and model.has_sha256_for(path):
+            return model.verified_path(relative), True
+        return path, False  # a HEF outside the manifest: loaded as given, reported as unverified
+
+    def _start(self, hp, model, threads):
+        try:
+            infer_model = self._vdevice.create_infer_model(self.hef_path)
+        except Exception as exc:
+            raise BackendError(f'HailoRT cannot load the HEF {self.hef_path}: {exc}') from exc
+        inputs = {s.name: tuple(int(d) for d in s.shape) for s in infer_model.inputs}
+        outputs = {s.name: tuple(int(d) for d in s.shape) for s in infer_model.outputs}
+        self.mode, self._image_input, self._state_input = self._match_shapes(model, inputs, outputs)
+        self._output_name, self._output_shape = next(iter(outputs.items()))
+        self._image_shape = inputs[self._image_input]
+        self._state_shape = inputs.get(self._state_input)
+        self.quant_infos = {}
+        for stream in list(infer_model.inputs) + list(infer_model.outputs):
+            stream.set_format_type(hp.FormatType.FLOAT32)
+            infos = stream.quant_infos
+            if infos:
+                self.quant_infos[stream.name] = (float(infos[0].qp_scale), float(infos[0].qp_zp))
+        self._head = None
+        if self.mode == 'hybrid':
+            head_path = model.verified_model('head')
+            self._head = make_session(head_path, threads)
+            check_io(self._head, head_path,
+                     {model.features.name: (model.features.shape, 'float32'),
+                      model.state.name: (model.state.shape, 'float32')},
+                     {model.actions.name: (model.actions.shape, 'float32')})
+        self._infer_model = infer_model
+        self._configured = infer_model.configure()
+        self._bindings = self._configured.create_bindings()
+        self._output = np.empty(self._output_shape, dtype=np.float32)
+
+    @staticmethod
+    def _match_shapes(model, inputs, outputs):
+        """('hybrid' | 'whole', image input name, state input name or None) or a clear error."""
+        height, width = model.image_height, model.image_width
+        image_shape = (height, width, 3)
+        chunk_values = model.chunk_size * model.action_dim
+        expected = (f'expected one image input [{height}, {width}, 3] (NHWC) and either one output '
+                    'with the backbone feature map')
+        features_nhwc = None
+        if model.features is not None:
+            _, channels, fh, fw = model.features.shape
+            features_nhwc = (fh, fw, channels)
+            expected += f' {list(features_nhwc)} (NHWC; hybrid with head.onnx)'
+        expected += (f', or a second input with {model.state_dim} state values and one output with '
+                     f'{chunk_values} action values (whole model)')
+        found = (f'HEF inputs {_fmt(inputs)}, outputs {_fmt(outputs)}')
+        image_names = [n for n, s in inputs.items() if s == image_shape]
+        if len(outputs) == 1 and len(image_names) == 1:
+            (output_shape,) = outputs.values()
+            if len(inputs) == 1 and features_nhwc is not None and output_shape == features_nhwc:
+                return 'hybrid', image_names[0], None
+            if len(inputs) == 2 and int(np.prod(output_shape)) == chunk_values:
+                (state_name,) = [n for n in inputs if n != image_names[0]]
+                if int(np.prod(inputs[state_name])) == model.state_dim:
+                    return 'whole', image_names[0], state_name
+        raise BackendError(f'the HEF does not match {model.manifest_path}: {found}; {expected}')
+
+    def infer(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
+        pixels = np.ascontiguousarray(image.reshape(self._image_shape), dtype=np.float32)
+        self._bindings.input(self._image_input).set_buffer(pixels)
+        if self._state_input is not None:
+            state_buffer = np.ascontiguousarray(state.reshape(self._state_shape), dtype=np.float32)
+            self._bindings.input(self._state_input).set_buffer(state_buffer)
+        self._bindings.output(self._output_name).set_buffer(self._output)
+        self._configured.run([self._bindings], self.timeout_ms)
+        result = self._bindings.output(self._output_name).get_buffer()
+        if self.mode == 'whole':
+            return np.array(result, dtype=np.float32).reshape(self._model.chunk_size, self._model.action_dim)
+        features = np.ascontiguousarray(result.transpose(2, 0, 1)[np.newaxis])  # NHWC -> NCHW
+        (actions,) = self._head.run([self._model.actions.name],
+                                    {self._model.features.name: features, self._model.state.name: state})
+        return np.asarray(actions[0], dtype=np.float32)
+
+    def describe(self) -> dict:
+        return {'backend': self.name, 'hailo_mode': self.mode,
+                'hef': os.path.basename(self.hef_path), 'hef_sha256_verified': self.hef_verified}
+
+    def close(self) -> None:
+        configured, self._configured = self._configured, None
+        if configured is not None:
+            shutdown = getattr(configured, 'shutdown', None)
+            if shutdown is not None:
+                try:
+                    shutdown()
+                except Exception:
+                    pass
+        vdevice, self._vdevice = self._vdevice, None
+        if vdevice is not None:
+            vdevice.release()
+
+
+def _fmt(streams: dict) -> str:
+    return '{' + ', '.join(f'{n}: {list(s)}' for n, s in streams.items()) + '}'

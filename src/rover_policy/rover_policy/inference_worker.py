@@ -1,0 +1,108 @@
+"""The inference thread: always the newest frame with the newest state, never the executor's time.
+
+ROS callbacks only hand over references (`submit_frame`, `set_state`); decoding,
+preprocessing and the model run here. Frames that arrive while the model runs
+replace each other, so a slow backend works on the freshest view and skips the rest.
+"""
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ChunkResult:
+    actions: np.ndarray        # [chunk_size, action_dim]
+    stamp: float               # capture stamp of the frame (s, ROS time)
+    received: float            # when the frame message arrived (s, ROS time)
+    started: float             # when this thread took the frame (s, ROS time)
+    ready: float               # when the chunk was ready (s, ROS time)
+    preprocess_s: float        # decode + resize + colour conversion
+    model_s: float             # backend.infer (plus any injected delay)
+    frames_skipped: int        # frames replaced by newer ones before inference took them
+
+
+class InferenceWorker:
+    def __init__(self, backend, decode, preprocess, make_state, on_chunk, on_error,
+                 clock, inject_delay_s: float = 0.0):
+        """`decode(msg) -> bgr`, `preprocess(bgr) -> image`, `make_state(values) -> [1, S]`,
+        `on_chunk(ChunkResult)`, `on_error(exc)`, `clock() -> float` seconds (ROS time)."""
+        self._backend = backend
+        self._decode = decode
+        self._preprocess = preprocess
+        self._make_state = make_state
+        self._on_chunk = on_chunk
+        self._on_error = on_error
+        self._clock = clock
+        self.inject_delay_s = float(inject_delay_s)
+        self._cond = threading.Condition()
+        self._frame = None          # (msg, stamp, received)
+        self._state = None
+        self._pending_replaced = 0
+        self._stop = False
+        self.chunks = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name='inference', daemon=True)
+
+    def start(self) -> 'InferenceWorker':
+        self._thread.start()
+        return self
+
+    def submit_frame(self, msg, stamp: float, received: float) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self._pending_replaced += 1
+            self._frame = (msg, stamp, received)
+            self._cond.notify()
+
+    def set_state(self, values) -> None:
+        with self._cond:
+            self._state = values
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _next_job(self):
+        with self._cond:
+            while self._frame is None and not self._stop:
+                self._cond.wait()
+            if self._stop:
+                return None
+            job = (*self._frame, self._state, self._pending_replaced)
+            self._frame = None
+            self._pending_replaced = 0
+            return job
+
+    def _run(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            msg, stamp, received, state_values, skipped = job
+            try:
+                result = self.infer_once(msg, stamp, received, state_values, skipped)
+            except Exception as exc:  # keep the thread alive; the node goes neutral and reports
+                self.errors += 1
+                self._on_error(exc)
+                continue
+            self.chunks += 1
+            self._on_chunk(result)
+
+    def infer_once(self, msg, stamp, received, state_values, skipped=0) -> ChunkResult:
+        started = self._clock()
+        start = time.perf_counter()
+        image = self._preprocess(self._decode(msg))
+        state = self._make_state(state_values)
+        model_start = time.perf_counter()
+        actions = self._backend.infer(image, state)
+        if self.inject_delay_s > 0:  # test/bench knob: pretend the backend is this much slower
+            time.sleep(self.inject_delay_s)
+        end = time.perf_counter()
+        return ChunkResult(actions=actions, stamp=stamp, received=received, started=started,
+                           ready=self._clock(), preprocess_s=model_start - start, model_s=end - model_start,
+                           frames_skipped=skipped)

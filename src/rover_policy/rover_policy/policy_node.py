@@ -1,0 +1,351 @@
+"""ROS 2 node `policy`: camera frames + rover state -> ACT action chunks -> 30 Hz rover/cmd.
+
+Threads (the executor is never blocked by inference):
+- ROS executor: image/state callbacks only hand references to the inference
+  worker; diagnostics at 1 Hz; the `policy/enable` service and parameter changes.
+- inference: newest frame + newest state -> backend -> chunk into the scheduler,
+  `policy/action_chunk` published.
+- control: a fixed-rate loop on absolute monotonic deadlines publishes
+  `rover/cmd` (TwistStamped, header.stamp = tick time) from the chunk scheduler
+  through the safety gate (stale frame / empty queue / autonomy off -> neutral).
+
+`python -m rover_policy.policy_node --benchmark --iterations N --model-dir DIR
+--backend cpu_int8` measures inference latency without ROS.
+"""
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+from std_srvs.srv import SetBool
+
+from rover_common import diagnostics, image_conversion
+from rover_common.node_main import ConfigError, run
+from rover_common.params import declare
+from rover_common.stats import RateMeter, RollingStats
+from rover_policy.backends import BACKENDS, BackendError, create_backend
+from rover_policy.chunk_scheduler import ChunkScheduler
+from rover_policy.control_loop import ControlLoop
+from rover_policy.inference_worker import InferenceWorker
+from rover_policy.model_dir import ModelDirError, load_model_dir
+from rover_policy.preprocessing import ImagePreprocessor, prepare_state
+from rover_policy.safety import SafetyGate
+from rover_policy.timing_log import TimingLog
+
+NODE_NAME = 'policy'
+# Python threads hand over the GIL every 5 ms by default; the control tick must
+# not wait that long behind a Python-busy thread.
+GIL_SWITCH_INTERVAL_S = 0.0005
+# Parameters that may change at run time, with their ranges.
+DYNAMIC_RANGES = {'max_frame_age': (0.01, 10.0), 'neutral_steering': (-1.0, 1.0),
+                  'neutral_throttle': (-1.0, 1.0)}
+
+
+def checked_number(name, value, low, high) -> float:
+    """A float parameter given as int or float (YAML `30` or `30.0`), within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f'parameter {name}={value!r} must be a number')
+    if not low <= value <= high:
+        raise ConfigError(f'parameter {name}={value} is out of range [{low:g}, {high:g}]')
+    return float(value)
+
+
+def stamp_to_sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        model_dir = declare(self, 'model_dir', '', 'Model directory written by rover-quantize '
+                            '(manifest.json + ONNX/HEF files).', read_only=True)
+        backend_name = declare(self, 'backend', 'cpu_int8', 'Inference backend: ONNX Runtime INT8 or '
+                               'FP32 on the CPU, or HailoRT on the Hailo NPU.', choices=BACKENDS,
+                               read_only=True)
+        hef_path = declare(self, 'hef_path', '', 'HEF for the hailo backend; empty: the manifest\'s '
+                           'models.hef.', read_only=True)
+        threads = declare(self, 'threads', 4, 'ONNX Runtime intra-op threads (4 on the Pi 5).',
+                          min_value=1, max_value=64, read_only=True)
+        try:
+            self.model = load_model_dir(model_dir)
+            self.model.check_rover_names()
+        except ModelDirError as exc:
+            raise ConfigError(str(exc)) from exc
+        model = self.model
+        rate = self._number('control_rate_hz', model.control_rate_hz, 'Rate of rover/cmd (Hz); default '
+                            'from the manifest.', 1.0, 200.0, read_only=True)
+        n_action_steps = declare(self, 'n_action_steps', int(model.n_action_steps), 'Actions used from '
+                                 'each chunk before it is spent (1..chunk_size); default from the '
+                                 'manifest; not used with temporal ensembling.',
+                                 min_value=1, max_value=model.chunk_size, read_only=True)
+        coeff = self._number('temporal_ensemble_coeff',
+                             -1.0 if model.temporal_ensemble_coeff is None else model.temporal_ensemble_coeff,
+                             'Temporal ensembling weight exp(-coeff * k), k = 0 for the oldest chunk '
+                             '(0.01 in the ACT paper); negative: off (LeRobot\'s None). Default from the '
+                             'manifest.', -1.0, 10.0, read_only=True)
+        max_frame_age = self._number('max_frame_age', 0.2, 'Newest camera frame older than this '
+                                     '(s, by capture stamp) -> neutral.', *DYNAMIC_RANGES['max_frame_age'])
+        self._autonomy = declare(self, 'autonomy', False, 'Start value of autonomy; false sends neutral. '
+                                 'Switch at run time with this parameter or the policy/enable service.')
+        neutral_steering = self._number('neutral_steering', 0.0, 'Steering sent when neutral.',
+                                        *DYNAMIC_RANGES['neutral_steering'])
+        neutral_throttle = self._number('neutral_throttle', 0.0, 'Throttle sent when neutral.',
+                                        *DYNAMIC_RANGES['neutral_throttle'])
+        control_priority = declare(self, 'control_priority', 0, 'SCHED_FIFO priority of the control '
+                                   'thread (1..99; needs CAP_SYS_NICE or an rtprio limit); 0: normal '
+                                   'scheduling.', min_value=0, max_value=99, read_only=True)
+        inject_delay_ms = declare(self, 'inject_delay_ms', 0, 'Test/benchmark only: extra sleep (ms) '
+                                  'after each inference to simulate a slow backend.',
+                                  min_value=0, max_value=10000)
+        timing_log = declare(self, 'timing_log', '', 'Benchmark only: write per-tick and per-chunk '
+                             'timing records (JSON lines) to this file.', read_only=True)
+
+        try:
+            self._backend = create_backend(model, backend_name, threads, hef_path)
+        except (BackendError, ModelDirError) as exc:
+            raise ConfigError(str(exc)) from exc
+        self._preprocess = ImagePreprocessor.for_model(model)
+        try:  # fail at start, not at the first frame; also warms up the backend
+            warm = self._backend.infer(
+                np.zeros(model.image.shape, self._preprocess.dtype), np.zeros(model.state.shape, np.float32))
+        except Exception as exc:
+            self._backend.close()
+            raise ConfigError(f'backend {backend_name} failed its first inference: {exc}') from exc
+        if warm.shape != (model.chunk_size, model.action_dim):
+            self._backend.close()
+            raise ConfigError(f'backend {backend_name} returned actions of shape {warm.shape}, '
+                              f'the manifest says {(model.chunk_size, model.action_dim)}')
+
+        self._steering_index = model.action_names.index('steering')
+        self._throttle_index = model.action_names.index('throttle')
+        self._scheduler = ChunkScheduler(rate, n_action_steps, coeff if coeff >= 0 else None)
+        self._gate = SafetyGate(max_frame_age, neutral_steering, neutral_throttle)
+        try:
+            self._timing = TimingLog(timing_log)
+        except OSError as exc:
+            self._backend.close()
+            raise ConfigError(f'cannot write timing_log {timing_log}: {exc}') from exc
+        self._lock = threading.Lock()
+        self._newest_frame_stamp = None
+        self._state_received = None
+        self._frames_received = 0
+        self._frames_skipped = 0
+        self._last_error = None
+        self._last_error_time = -math.inf
+        self._last_depth = 0
+        self._inference_ms = RollingStats(300)
+        self._preprocess_ms = RollingStats(300)
+        self._lateness_ms = RollingStats(300)
+        self._tick_meter = RateMeter(300)
+        self._realtime = False
+
+        self._cmd_pub = self.create_publisher(TwistStamped, 'rover/cmd', 10)
+        self._chunk_pub = self.create_publisher(Float32MultiArray, 'policy/action_chunk', 1)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        frame_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                               reliability=ReliabilityPolicy.BEST_EFFORT,
+                               durability=qos_profile_sensor_data.durability)
+        self.create_subscription(Image, 'camera/image_raw', self._on_image, frame_qos)
+        self.create_subscription(TwistStamped, 'rover/state', self._on_state, qos_profile_sensor_data)
+        slow_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetBool, 'policy/enable', self._on_enable, callback_group=slow_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=slow_group)
+
+        self._worker = InferenceWorker(
+            self._backend, image_conversion.image_msg_to_bgr, self._preprocess,
+            self._make_state, self._on_chunk, self._on_inference_error, self._now,
+            inject_delay_s=inject_delay_ms / 1000.0).start()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self._control = ControlLoop(rate, self._tick, priority=control_priority,
+                                    on_priority=self._on_priority).start()
+        description = ', '.join(f'{k}={v}' for k, v in self._backend.describe().items())
+        self.get_logger().info(
+            f'policy ready: {model.path} ({description}), image {model.image_width}x{model.image_height}, '
+            f'chunk {model.chunk_size}, n_action_steps {n_action_steps}, ensembling '
+            f'{"off" if coeff < 0 else coeff}, control {rate:.1f} Hz, autonomy {self._autonomy}')
+
+    def _number(self, name, default, description, low, high, read_only=False) -> float:
+        value = declare(self, name, float(default), description, min_value=low, max_value=high,
+                        read_only=read_only, dynamic_typing=True)
+        return checked_number(name, value, low, high)
+
+    # ---- inputs (executor threads: hand over references only) ----
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_image(self, msg: Image) -> None:
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._lock:
+            self._newest_frame_stamp = stamp
+            self._frames_received += 1
+        self._worker.submit_frame(msg, stamp, self._now())
+
+    def _on_state(self, msg: TwistStamped) -> None:
+        by_name = {'steering': msg.twist.angular.z, 'throttle': msg.twist.linear.x}
+        values = [by_name[name] for name in self.model.state_names]
+        self._state_received = self._now()
+        self._worker.set_state(values)
+
+    def _make_state(self, values):
+        # Before the bridge reports anything the car stands still: a zero state.
+        return prepare_state(values if values is not None else [0.0] * self.model.state_dim,
+                             self.model.state_dim)
+
+    # ---- inference thread ----
+    def _on_chunk(self, result) -> None:
+        self._scheduler.add_chunk(result.actions, result.stamp)
+        self._inference_ms.add(result.model_s * 1000.0)
+        self._preprocess_ms.add(result.preprocess_s * 1000.0)
+        with self._lock:
+            self._frames_skipped += result.frames_skipped
+        self._timing.add(type='chunk', stamp=result.stamp, received=result.received,
+                         started=result.started, ready=result.ready, model_s=result.model_s,
+                         preprocess_s=result.preprocess_s)
+        msg = Float32MultiArray()
+        chunk, width = result.actions.shape
+        msg.layout.dim = [MultiArrayDimension(label='chunk', size=chunk, stride=chunk * width),
+                          MultiArrayDimension(label='action', size=width, stride=width)]
+        msg.data = result.actions.astype(np.float32).ravel().tolist()
+        self._chunk_pub.publish(msg)
+
+    def _on_inference_error(self, exc) -> None:
+        # A failing backend must not leave an old chunk driving: drop the queue (-> neutral).
+        self._scheduler.clear()
+        self._last_error = f'{type(exc).__name__}: {exc}'
+        self._last_error_time = time.monotonic()
+        self.get_logger().error(f'inference failed: {self._last_error}', throttle_duration_sec=2.0)
+
+    # ---- control thread ----
+    def _tick(self, scheduled: float, actual: float) -> None:
+        now_time = self.get_clock().now()
+        now = now_time.nanoseconds * 1e-9
+        action, chunk_stamp, index, depth = self._scheduler.lookup(now)
+        pair = None if action is None else (action[self._steering_index], action[self._throttle_index])
+        decision = self._gate.decide(now, self._autonomy, self._newest_frame_stamp, pair)
+        msg = TwistStamped()
+        msg.header.stamp = now_time.to_msg()
+        msg.twist.angular.z = decision.steering
+        msg.twist.linear.x = decision.throttle
+        self._cmd_pub.publish(msg)
+        self._tick_meter.tick(actual)
+        self._lateness_ms.add((actual - scheduled) * 1000.0)
+        self._last_depth = depth
+        self._timing.add(type='tick', scheduled=scheduled, actual=actual, t=now,
+                         published=time.monotonic(), chunk_stamp=chunk_stamp, index=index,
+                         neutral=decision.neutral_reason)
+
+    def _on_priority(self, error) -> None:
+        self._realtime = error is None
+        if error:
+            self.get_logger().warning(f'control thread at normal priority: {error}')
+        else:
+            self.get_logger().info('control thread runs SCHED_FIFO')
+
+    # ---- runtime switches ----
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name in DYNAMIC_RANGES:
+                try:
+                    checked_number(param.name, param.value, *DYNAMIC_RANGES[param.name])
+                except ConfigError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            if param.name == 'autonomy' and not isinstance(param.value, bool):
+                return SetParametersResult(successful=False, reason='autonomy must be a bool')
+        for param in params:
+            if param.name == 'autonomy':
+                self._autonomy = bool(param.value)
+                self.get_logger().info(f'autonomy {"enabled" if param.value else "disabled"}')
+            elif param.name == 'max_frame_age':
+                self._gate.max_frame_age = float(param.value)
+            elif param.name == 'neutral_steering':
+                self._gate.neutral_steering = float(param.value)
+            elif param.name == 'neutral_throttle':
+                self._gate.neutral_throttle = float(param.value)
+            elif param.name == 'inject_delay_ms':
+                self._worker.inject_delay_s = param.value / 1000.0
+        return SetParametersResult(successful=True)
+
+    def _on_enable(self, request, response):
+        result = self.set_parameters([Parameter('autonomy', Parameter.Type.BOOL, bool(request.data))])[0]
+        response.success = result.successful
+        response.message = (('autonomy enabled' if request.data else 'autonomy disabled')
+                            if result.successful else result.reason)
+        return response
+
+    # ---- diagnostics ----
+    def _publish_diagnostics(self) -> None:
+        self._timing.flush()
+        now = self._now()
+        frame_age = float('nan') if self._newest_frame_stamp is None else now - self._newest_frame_stamp
+        state_age = float('nan') if self._state_received is None else now - self._state_received
+        reason = self._gate.last_reason
+        error_recent = time.monotonic() - self._last_error_time < 2.0
+        values = {
+            **self._backend.describe(),
+            'model_dir': self.model.path,
+            'inference_p50_ms': self._inference_ms.percentile(50),
+            'inference_p95_ms': self._inference_ms.percentile(95),
+            'preprocess_p50_ms': self._preprocess_ms.percentile(50),
+            'control_rate_hz': self._tick_meter.rate_hz(),
+            'tick_lateness_p99_ms': self._lateness_ms.percentile(99),
+            'missed_ticks': self._control.missed,
+            'control_realtime': self._realtime,
+            'queue_depth': self._last_depth,
+            'frame_age_s': frame_age,
+            'frames_received': self._frames_received,
+            'frames_skipped': self._frames_skipped,
+            'chunks': self._worker.chunks,
+            'inference_errors': self._worker.errors,
+            'last_error': self._last_error or '',
+            'state_age_s': state_age,
+            'autonomy': self._autonomy,
+            'neutral_reason': reason or '',
+            'neutral_events': self._gate.neutral_events,
+        }
+        if error_recent:
+            level, message = diagnostics.ERROR, f'inference failing: {self._last_error}'
+        elif reason is not None:
+            level, message = diagnostics.WARN, f'neutral: {reason}'
+        elif self._state_received is None:
+            level, message = diagnostics.WARN, 'driving; no rover/state received (using zeros)'
+        else:
+            level, message = diagnostics.OK, 'driving'
+        self._diag_pub.publish(diagnostics.array(
+            self, diagnostics.status(f'{self.get_fully_qualified_name()}: policy', level, message, values)))
+
+    def close(self) -> None:
+        self._control.stop()
+        self._worker.stop()
+        try:  # leave the car neutral when the policy goes away (the bridge also times out)
+            msg = TwistStamped()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.twist.angular.z = self._gate.neutral_steering
+            msg.twist.linear.x = self._gate.neutral_throttle
+            self._cmd_pub.publish(msg)
+        except Exception:
+            pass
+        self._timing.close()
+        self._backend.close()
+
+
+def main(args=None):
+    argv = sys.argv[1:] if args is None else list(args)
+    if '--benchmark' in argv:
+        from rover_policy.latency_benchmark import main as benchmark_main
+        sys.exit(benchmark_main([a for a in argv if a != '--benchmark']))
+    sys.exit(run(PolicyNode, args=args))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,174 @@
+"""A tiny model directory that follows rover_quantize/MODEL_DIR.md, for the policy tests.
+
+This is the ONE place the tests get their model from. When rover_quantize is
+available the body of `build_tiny_model_dir` can become:
+
+    from rover_quantize.checkpoint import write_random_checkpoint
+    from rover_quantize.pipeline import build_model_dir
+    return build_model_dir(write_random_checkpoint(ckpt_path, seed=0, dim_model=32, ...), out_dir)
+
+The stand-in here is a small conv backbone (uint8 NHWC RGB in, ImageNet
+normalization inside the graph, NCHW features out) and an MLP head over the
+flattened features and the state, exported with torch to backbone.onnx,
+head.onnx and model_fp32.onnx, plus a static QDQ INT8 model from ONNX Runtime's
+quantizer, and a manifest with the files' sha256.
+"""
+import json
+import os
+
+import numpy as np
+
+TINY_HEIGHT = 48
+TINY_WIDTH = 64
+TINY_CHUNK = 20
+STATE_DIM = 2
+ACTION_DIM = 2
+
+
+def sha256(path):
+    import hashlib
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _modules(height, width, chunk_size, seed):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 5, stride=4, padding=2)
+            self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+            self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+            self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+        def forward(self, image):
+            x = image.permute(0, 3, 1, 2).float() / 255.0
+            x = (x - self.mean) / self.std
+            return torch.relu(self.conv2(torch.relu(self.conv1(x))))
+
+    backbone = Backbone().eval()
+    with torch.no_grad():
+        features = backbone(torch.zeros(1, height, width, 3, dtype=torch.uint8))
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Linear(features.numel(), 32)
+            self.state = nn.Linear(STATE_DIM, 32)
+            self.out = nn.Linear(32, chunk_size * ACTION_DIM)
+
+        def forward(self, features, state):
+            hidden = torch.relu(self.features(features.flatten(1)) + self.state(state))
+            return torch.tanh(self.out(hidden)).view(1, chunk_size, ACTION_DIM)
+
+    class Whole(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+            self.head = Head()
+
+        def forward(self, image, state):
+            return self.head(self.backbone(image), state)
+
+    whole = Whole().eval()
+    return whole, tuple(features.shape)
+
+
+def _export(module, args, path, input_names, output_names):
+    import torch
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, args, path, input_names=input_names, output_names=output_names,
+                          opset_version=17, dynamo=False)
+
+
+class _Frames:
+    """Calibration data for ONNX Runtime's static quantizer."""
+
+    def __init__(self, height, width, count=16, seed=1):
+        rng = np.random.default_rng(seed)
+        self._items = iter([
+            {'image': rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8),
+             'state': rng.uniform(-1, 1, (1, STATE_DIM)).astype(np.float32)}
+            for _ in range(count)])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def build_tiny_model_dir(out_dir, seed=0, height=TINY_HEIGHT, width=TINY_WIDTH,
+                         chunk_size=TINY_CHUNK, n_action_steps=None, control_rate_hz=30.0):
+    """Write a complete model directory to `out_dir` and return its path."""
+    import torch
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    os.makedirs(out_dir, exist_ok=True)
+    whole, features_shape = _modules(height, width, chunk_size, seed)
+    image = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+    state = torch.zeros(1, STATE_DIM)
+    features = torch.zeros(features_shape)
+    _export(whole.backbone, (image,), os.path.join(out_dir, 'backbone.onnx'), ['image'], ['features'])
+    _export(whole.head, (features, state), os.path.join(out_dir, 'head.onnx'),
+            ['features', 'state'], ['actions'])
+    fp32 = os.path.join(out_dir, 'model_fp32.onnx')
+    _export(whole, (image, state), fp32, ['image', 'state'], ['actions'])
+    quantize_static(fp32, os.path.join(out_dir, 'model_int8.onnx'), _Frames(height, width),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
+    files = ['model_fp32.onnx', 'model_int8.onnx', 'backbone.onnx', 'head.onnx']
+    manifest = {
+        'format': 'rover-act-model', 'format_version': 1,
+        'created_by': 'rover_policy test fixture',
+        'checkpoint': {'path': 'tiny-random', 'sha256': ''},
+        'files': {name: {'sha256': sha256(os.path.join(out_dir, name))} for name in files},
+        'models': {'cpu_fp32': 'model_fp32.onnx', 'cpu_int8': 'model_int8.onnx',
+                   'backbone': 'backbone.onnx', 'head': 'head.onnx'},
+        'inputs': [
+            {'name': 'image', 'shape': [1, height, width, 3], 'dtype': 'uint8', 'layout': 'NHWC',
+             'color': 'rgb', 'feature': 'observation.images.front'},
+            {'name': 'state', 'shape': [1, STATE_DIM], 'dtype': 'float32', 'feature': 'observation.state'},
+        ],
+        'outputs': [{'name': 'actions', 'shape': [1, chunk_size, ACTION_DIM], 'dtype': 'float32'}],
+        'features': {'name': 'features', 'shape': list(features_shape), 'dtype': 'float32'},
+        'chunk_size': chunk_size,
+        'n_action_steps': chunk_size if n_action_steps is None else n_action_steps,
+        'temporal_ensemble_coeff': None,
+        'action_names': ['steering', 'throttle'],
+        'state_names': ['steering', 'throttle'],
+        'control_rate_hz': control_rate_hz,
+        'camera_topic': 'camera/image_raw',
+        'quantization': {'mode': 'static', 'calibration_method': 'MinMax', 'per_channel': True,
+                         'op_types': ['Conv', 'MatMul', 'Gemm'], 'calibration_frames': 16, 'bags': []},
+    }
+    write_manifest(out_dir, manifest)
+    return out_dir
+
+
+def write_manifest(model_dir, manifest):
+    with open(os.path.join(model_dir, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=2)
+
+
+def read_manifest(model_dir):
+    with open(os.path.join(model_dir, 'manifest.json')) as f:
+        return json.load(f)
+
+
+def copy_model_dir(src, dst):
+    """A writable copy for tests that break something."""
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def reference_actions(model_dir, image, state, key='model_fp32.onnx'):
+    """Actions [chunk, A] of one ONNX file of the directory for a prepared image/state."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(os.path.join(model_dir, key), providers=['CPUExecutionProvider'])
+    return session.run(['actions'], {'image': image, 'state': state})[0][0]

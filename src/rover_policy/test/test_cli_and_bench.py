@@ -1,0 +1,77 @@
+"""The no-ROS `--benchmark` mode and the control benchmark's definitions."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from rover_policy.bench import ON_TIME_MS, analyse
+from rover_policy.control_loop import ControlLoop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    [os.path.dirname(HERE), os.path.join(os.path.dirname(os.path.dirname(HERE)), 'rover_common'),
+     os.environ.get('PYTHONPATH', '')]))
+
+
+def run_benchmark(*args):
+    return subprocess.run([sys.executable, '-m', 'rover_policy.policy_node', '--benchmark', *args],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+
+
+def test_benchmark_mode_prints_one_summary_line(tiny_model_dir):
+    result = run_benchmark('--iterations', '20', '--model-dir', tiny_model_dir, '--backend', 'cpu_int8',
+                           '--threads', '1')
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    match = re.match(r'bench inference: backend=cpu_int8 image=64x48 chunk=20 iterations=20 threads=1 '
+                     r'mean_ms=(\S+) p50_ms=(\S+) p95_ms=(\S+) p99_ms=(\S+) fps=(\S+) ', lines[0])
+    assert match, lines[0]
+    mean, p50, p95, p99, fps = map(float, match.groups())
+    assert 0 < p50 <= p95 <= p99 and fps == pytest.approx(1000 / mean, rel=0.02)
+
+
+def test_benchmark_mode_bad_model_dir_exits_2(tmp_path):
+    result = run_benchmark('--model-dir', str(tmp_path / 'missing'))
+    assert result.returncode == 2 and 'cannot start: model directory not found' in result.stderr
+
+
+def tick(k, late_ms=0.0, chunk=None, period=0.1):
+    scheduled = 10.0 + k * period
+    actual = scheduled + late_ms / 1000
+    return dict(type='tick', scheduled=scheduled, actual=actual, published=actual + 0.0005,
+                t=1000.0 + k * period + late_ms / 1000, chunk_stamp=chunk, index=0, neutral=None)
+
+
+def test_bench_analysis_definitions():
+    period = 0.1
+    ticks = [tick(k, chunk=1000.0) for k in range(10)]
+    ticks[4] = tick(4, late_ms=ON_TIME_MS + 2.0, chunk=1000.0)   # one late tick
+    del ticks[7]                                                  # one skipped deadline
+    ticks[0]['neutral'] = 'queue_empty'
+    ticks[0]['chunk_stamp'] = None
+    chunk = dict(type='chunk', stamp=1000.0, received=1000.004, started=1000.009, ready=1000.030,
+                 model_s=0.020, preprocess_s=0.001)
+    summary = analyse(ticks, [chunk], 10.0, 11.0, 1 / period)
+    assert summary['ticks'] == 9 and summary['missed_ticks'] == 1
+    assert summary['on_time_percent'] == pytest.approx(100 * 8 / 10)
+    assert summary['p99_period_error_ms'] > ON_TIME_MS        # the late tick and the gap show
+    assert summary['max_period_error_ms'] == pytest.approx(100.0, abs=1e-6)  # the skipped deadline
+    assert summary['inference_p50_ms'] == pytest.approx(20.0)
+    # overhead: 4 ms transport + (21 - 20) ms processing + 0.5 ms publishing of its first tick (k=1);
+    # the 5 ms the frame waited for the busy model and the wait for the tick are reported apart
+    assert summary['e2e_overhead_p99_ms'] == pytest.approx(5.5)
+    assert summary['frame_wait_p50_ms'] == pytest.approx(5.0)
+    assert summary['tick_wait_p50_ms'] == pytest.approx(1000 * (1000.1 - 1000.030))
+    assert summary['capture_to_cmd_p50_ms'] == pytest.approx(100.5)
+    assert summary['neutral_percent'] == pytest.approx(100 / 9)
+
+
+def test_control_loop_reports_realtime_request():
+    outcomes = []
+    loop = ControlLoop(100.0, lambda s, a: None, clock=lambda: 0.0, wait=lambda s: False,
+                       priority=10, on_priority=outcomes.append)
+    loop.run(max_ticks=1)
+    assert len(outcomes) == 1 and (outcomes[0] is None or 'SCHED_FIFO' in outcomes[0])
