@@ -96,3 +96,18 @@ def test_launch_descriptions_build():  # pragma: no cover - runs on a full ROS 2
         assert isinstance(description, LaunchDescription)
         args = {a.name for a in description.get_launch_arguments()}
         assert {'backend', 'model_dir', 'namespace', 'autonomy', 'record'} <= args
+
+
+def test_rqt_perspective_shows_camera_commands_state_and_diagnostics():
+    import ast
+    import json
+    data = json.loads((config_dir() / 'rover.perspective').read_text())
+    manager = data['groups']['pluginmanager']
+    running = ast.literal_eval(manager['keys']['running-plugins']['repr'])
+    assert set(running) == {'rqt_image_view/ImageView', 'rqt_plot/Plot', 'rqt_runtime_monitor/RuntimeMonitor'}
+    settings = lambda group: {k: ast.literal_eval(v['repr'])
+                              for k, v in manager['groups'][group]['groups']['plugin']['keys'].items()}
+    assert settings('plugin__rqt_image_view__ImageView__1')['topic'] == '/camera/image_raw'
+    topics = settings('plugin__rqt_plot__Plot__1')['topics']
+    for topic in ('/rover/cmd', '/rover/state'):  # steering is angular.z, throttle linear.x (DESIGN.md)
+        assert f'{topic}/twist/angular/z' in topics and f'{topic}/twist/linear/x' in topics
