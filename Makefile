@@ -11,9 +11,11 @@ export ROS_DOMAIN_ID ?= $(shell shuf -i 1-101 -n 1)
 # Run inside the venv with the built workspace on the path.
 ENV := source $(VENV)/bin/activate && source install/setup.bash
 PYTEST_ARGS ?=
+# The demo's model: a small ACT (fixed seed) exported and quantized by rover_quantize.
+DEMO_MODEL := build/demo_model/manifest.json
 
 .PHONY: setup build test demo bench lock clean
-setup: build
+setup: build $(DEMO_MODEL)
 
 $(STAMP): $(REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,10 @@ $(STAMP): $(REQS)
 	touch $@
 
 build: $(STAMP)
-	source $(VENV)/bin/activate && colcon build --event-handlers console_cohesion- status- 2>&1 | tail -n 3
+	source $(VENV)/bin/activate && colcon build --event-handlers console_cohesion- status-
+
+$(DEMO_MODEL): | build
+	$(ENV) && python -m rover.demo --prepare-model
 
 test: setup
 	$(ENV) && python -m pytest -c tests/pytest.ini --rootdir . src tests $(PYTEST_ARGS)

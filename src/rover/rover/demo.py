@@ -50,8 +50,7 @@ def prepare_model(model_dir: Path, force: bool = False) -> Path:
 # Small enough that inference on 2 development cores stays well inside a few
 # control periods; the same architecture as LeRobot's default otherwise.
 DEMO_ACT = dict(dim_model=128, n_heads=4, dim_feedforward=512, n_encoder_layers=2,
-                n_decoder_layers=1, chunk_size=30, n_action_steps=30,
-                image_height=180, image_width=320)
+                n_decoder_layers=1, chunk_size=30, n_action_steps=30, image_shape=(180, 320))
 
 
 class DemoMonitor(Node):

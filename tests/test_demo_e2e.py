@@ -1,0 +1,69 @@
+"""End to end: `make demo` for 20 s with a recording, the recording calibrates a
+new INT8 model with rover-quantize, and the policy node drives with that model.
+Record -> quantize -> deploy on one machine."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rosbags.highlevel import AnyReader
+
+from rover.demo import DEFAULT_MODEL_DIR, prepare_model
+from rover_common.ros_env import localhost_env
+
+SUMMARY = re.compile(r'^demo: control_hz=(?P<hz>[\d.]+) inference_p50_ms=(?P<inf>[\d.]+) serial=(?P<serial>\S+) '
+                     r'frames=(?P<frames>\d+) neutral_events=(?P<neutral>\d+) .*result=(?P<result>\S+)$', re.M)
+
+
+def run_demo(seconds, model_dir, record=None):
+    cmd = [sys.executable, '-m', 'rover.demo', '--seconds', str(seconds), '--model-dir', str(model_dir)]
+    if record:
+        cmd += ['--record', str(record)]
+    proc = subprocess.run(cmd, env=localhost_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=seconds + 120)
+    match = SUMMARY.search(proc.stdout)
+    assert match, proc.stdout
+    return proc, match
+
+
+@pytest.mark.slow
+def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(tmp_path):
+    model_dir = prepare_model(DEFAULT_MODEL_DIR)
+    bag = tmp_path / 'demo_bag'
+    proc, summary = run_demo(20, model_dir, record=bag)
+    assert proc.returncode == 0, proc.stdout
+    assert summary['result'] == 'ok' and summary['serial'] == 'ok'
+    assert abs(float(summary['hz']) - 30.0) <= 1.0
+    assert int(summary['frames']) >= 20 * 30 * 0.9
+    assert float(summary['inf']) > 0
+
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts['/camera/image_raw/compressed'] >= 400, counts
+    assert counts['/rover/state'] >= 100 and counts['/rover/cmd'] >= 400 and counts['/diagnostics'] >= 10
+
+    from rover_quantize.pipeline import build_model_dir
+    calibrated = tmp_path / 'calibrated_model'
+    manifest = build_model_dir(model_dir.parent / 'demo_checkpoint', calibrated, bags=[bag],
+                               image_topic='/camera/image_raw/compressed', calibration_frames=64,
+                               validation_frames=32, report=False, progress=False)
+    assert manifest['quantization']['mode'] == 'static'
+    assert manifest['validation']['passed'] is True
+    assert 'model_int8.onnx' in manifest['files']
+    assert str(bag) in ' '.join(map(str, manifest['quantization'].get('bags', [])))
+
+    proc, summary = run_demo(8, calibrated)
+    assert proc.returncode == 0 and summary['result'] == 'ok', proc.stdout
+
+
+def test_demo_fails_clearly_without_a_model(tmp_path):
+    env = localhost_env()
+    missing = tmp_path / 'no_model'
+    missing.mkdir()
+    (missing / 'manifest.json').write_text('{"format": "something else"}')
+    proc = subprocess.run([sys.executable, '-m', 'rover.demo', '--seconds', '5', '--model-dir', str(missing)],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'result=FAILED' in proc.stdout and 'policy' in proc.stdout
+    assert 'manifest' in proc.stdout.lower()
