@@ -17,7 +17,6 @@ setup(
     description='Camera publisher: V4L2 device, GStreamer pipeline, video file, image folder '
                 'or synthetic test pattern to camera/image_raw, compressed and camera_info.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'camera_node = rover_camera.camera_node:main',
