@@ -10,6 +10,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    package_data={package_name: ['demo_policy.safetensors']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -17,7 +18,7 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.perspective')),
     ],
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,  # demo_policy.safetensors is opened by path
     maintainer='rover team',
     maintainer_email='rover@example.com',
     description='Bringup for the rover.',
@@ -25,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'demo = rover.demo:main',
+            'demo_policy = rover.demo_policy:main',
         ],
     },
 )

@@ -35,22 +35,24 @@ CONTROL_RATE_TOLERANCE_HZ = 1.0
 
 
 def prepare_model(model_dir: Path, force: bool = False) -> Path:
-    """The demo's model: a small ACT with random weights from a fixed seed,
-    exported and INT8-quantized by rover_quantize exactly like a real one.
-    It does not know how to drive; the demo shows the stack, not a skill."""
+    """The demo's model: a small ACT that learned to follow the simulated track
+    (see rover.demo_policy), exported and INT8-quantized by rover_quantize
+    exactly like a real checkpoint."""
     if (model_dir / 'manifest.json').exists() and not force:
         return model_dir
-    from rover_quantize.checkpoint import write_random_checkpoint
+    import shutil
+    from rover.demo_policy import track_frames, write_checkpoint
+    from rover_quantize.bags import write_test_bag
     from rover_quantize.pipeline import build_model_dir
-    checkpoint = write_random_checkpoint(model_dir.parent / 'demo_checkpoint', seed=0, **DEMO_ACT)
-    build_model_dir(checkpoint, model_dir, mode='static', calibration_frames=32, seed=0)
+    checkpoint = write_checkpoint(model_dir.parent / 'demo_checkpoint')
+    # Calibrate on what the camera will see: a bag of rendered track frames.
+    bag = model_dir.parent / 'demo_calibration_bag'
+    shutil.rmtree(bag, ignore_errors=True)
+    write_test_bag(bag, frames=track_frames(256, seed=7), image_type='compressed',
+                   image_topic='/camera/image_raw/compressed')
+    build_model_dir(checkpoint, model_dir, bags=[bag], image_topic='/camera/image_raw/compressed',
+                    mode='static', calibration_frames=128, validation_frames=64, seed=0)
     return model_dir
-
-
-# Small enough that inference on 2 development cores stays well inside a few
-# control periods; the same architecture as LeRobot's default otherwise.
-DEMO_ACT = dict(dim_model=128, n_heads=4, dim_feedforward=512, n_encoder_layers=2,
-                n_decoder_layers=1, chunk_size=30, n_action_steps=30, image_shape=(180, 320))
 
 
 class DemoMonitor(Node):
@@ -163,7 +165,9 @@ def _status_line(monitor: DemoMonitor, elapsed: float) -> str:
             f'inference p50 {_float(monitor.value("policy", "inference_p50_ms")):6.1f} ms | '
             f'serial {monitor.value("bridge", "link", "?")} | '
             f'frames {monitor.value("sim", "frames", "0")} | '
-            f'driven {_float(monitor.value("sim", "distance_m"), 0.0):6.2f} m')
+            f'driven {_float(monitor.value("sim", "distance_m"), 0.0):6.2f} m, '
+            f'{_float(monitor.value("sim", "laps"), 0.0):4.2f} laps, '
+            f'{_float(monitor.value("sim", "on_track_percent"), 0.0):5.1f} % on track')
 
 
 def _summary(monitor: DemoMonitor, processes, elapsed: float):
@@ -178,6 +182,8 @@ def _summary(monitor: DemoMonitor, processes, elapsed: float):
             f'inference_p50_ms={_float(monitor.value("policy", "inference_p50_ms")):.1f} '
             f'serial={serial} frames={frames} neutral_events={monitor.neutral_events} '
             f'distance_m={_float(monitor.value("sim", "distance_m"), 0.0):.2f} '
+            f'laps={_float(monitor.value("sim", "laps"), 0.0):.2f} '
+            f'on_track_percent={_float(monitor.value("sim", "on_track_percent"), 0.0):.1f} '
             f'seconds={elapsed:.1f} result={"ok" if held else "FAILED"}')
     return held, line
 

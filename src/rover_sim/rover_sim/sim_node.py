@@ -64,6 +64,9 @@ class SimNode(Node):
         self.info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
 
         self.frames = 0
+        self.off_track_frames = 0
+        self.progress_m = 0.0          # along the centre line, counter-clockwise positive
+        self._last_progress = self.track.progress(x, y)
         self.rate = RateMeter(window=90)
         self._stop = threading.Event()
         # Frames are paced on their own thread with absolute deadlines, like a
@@ -89,6 +92,7 @@ class SimNode(Node):
             self.info.header.stamp, self.info.header.frame_id = stamp, self.frame_id
             self.info_pub.publish(self.info)
             self._publish_pose(stamp, x, y, yaw)
+            self._account(x, y)
             self.frames += 1
             self.rate.tick()
             delay = deadline - time.monotonic()
@@ -96,6 +100,15 @@ class SimNode(Node):
                 self._stop.wait(delay)
             else:
                 deadline = time.monotonic()  # fell behind: do not burst to catch up
+
+    def _account(self, x, y):
+        """Laps and time off the track, from the true pose (the policy never sees it)."""
+        progress = self.track.progress(x, y)
+        length = self.track.length
+        self.progress_m += (progress - self._last_progress + length / 2) % length - length / 2
+        self._last_progress = progress
+        if abs(self.track.distance_from_centre(x, y)) > self.track.width / 2:
+            self.off_track_frames += 1
 
     def _publish_pose(self, stamp, x, y, yaw):
         pose = PoseStamped()
@@ -111,7 +124,8 @@ class SimNode(Node):
         values = {
             'frames': self.frames, 'camera_rate_hz': self.rate.rate_hz(),
             'distance_m': self.arduino.model.distance, 'speed_mps': pose.speed,
-            'lateral_offset_m': offset, 'on_track': on_track, 'link': self.link,
+            'lateral_offset_m': offset, 'on_track': on_track, 'laps': self.progress_m / self.track.length,
+            'on_track_percent': 100.0 * (1 - self.off_track_frames / max(1, self.frames)), 'link': self.link,
         }
         level = diag.OK if on_track else diag.WARN
         message = 'on track' if on_track else 'off track'
