@@ -13,7 +13,8 @@ from rover.demo import DEFAULT_MODEL_DIR, prepare_model
 from rover_common.ros_env import localhost_env
 
 SUMMARY = re.compile(r'^demo: control_hz=(?P<hz>[\d.]+) inference_p50_ms=(?P<inf>[\d.]+) serial=(?P<serial>\S+) '
-                     r'frames=(?P<frames>\d+) neutral_events=(?P<neutral>\d+) .*result=(?P<result>\S+)$', re.M)
+                     r'frames=(?P<frames>\d+) neutral_events=(?P<neutral>\d+) .*laps=(?P<laps>[-\d.]+) '
+                     r'on_track_percent=(?P<on_track>[\d.]+) .*result=(?P<result>\S+)$', re.M)
 
 
 def run_demo(seconds, model_dir, record=None):
@@ -37,6 +38,11 @@ def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(
     assert abs(float(summary['hz']) - 30.0) <= 1.0
     assert int(summary['frames']) >= 20 * 30 * 0.9
     assert float(summary['inf']) > 0
+    # The demo policy learned to follow the track from the camera: the car went
+    # round (counter-clockwise) and stayed between the lines. This fails if any
+    # sign or unit between the camera, the model and the wheels is wrong.
+    assert float(summary['laps']) > 0.3, proc.stdout
+    assert float(summary['on_track']) > 95.0, proc.stdout
 
     with AnyReader([bag]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
