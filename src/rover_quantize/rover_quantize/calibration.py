@@ -1,0 +1,142 @@
+"""Calibration inputs: frames from bags or synthetic road scenes, fed to ONNX Runtime."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import cv2
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+
+def synthetic_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """n road-like RGB frames (uint8 NHWC): sky, ground, lane lines that curve and shift.
+
+    Not a real camera, but it has the structure (edges, gradients, texture) a ResNet
+    reacts to, which pure noise does not, and sensor noise (sigma 3 grey levels) like a
+    real camera: perfectly flat regions never occur in camera frames and would make
+    quantization errors unrealistically correlated. Used when no bag is given and for
+    the bench.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, h, w, 3), np.uint8)
+    yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
+    for i in range(n):
+        horizon = int(h * rng.uniform(0.3, 0.5))
+        sky_top = rng.uniform(150, 230, 3)
+        sky = sky_top[None, None, :] * (1.0 - 0.3 * yy[:horizon, :, None])
+        ground_color = rng.uniform(60, 120, 3)
+        img = np.empty((h, w, 3), np.float32)
+        img[:horizon] = np.broadcast_to(sky, (horizon, w, 3))
+        img[horizon:] = ground_color
+        img[horizon:] += rng.normal(0, 12, (h - horizon, w, 1)).astype(np.float32)  # asphalt texture
+        shift = rng.uniform(-0.25, 0.25) * w
+        curve = rng.uniform(-0.6, 0.6) * w
+        thickness = max(1, w // 80)
+        for side in (-1, 1):
+            pts = []
+            for t in np.linspace(0, 1, 24):
+                y = horizon + t * (h - 1 - horizon)
+                x = w / 2 + shift * t + side * (0.05 + 0.45 * t) * w + curve * (1 - t) ** 2
+                pts.append((int(x), int(y)))
+            cv2.polylines(img, [np.array(pts, np.int32)], False, (235, 235, 220), thickness)
+        for _ in range(rng.integers(1, 4)):  # a few obstacles / cones
+            cx, cy = int(rng.uniform(0, w)), int(rng.uniform(horizon, h))
+            r = max(2, int(rng.uniform(0.01, 0.05) * w))
+            cv2.circle(img, (cx, cy), r, tuple(float(c) for c in rng.uniform(0, 255, 3)), -1)
+        brightness = rng.uniform(0.7, 1.2)
+        img = img * brightness + rng.normal(0.0, 3.0, (h, w, 3)).astype(np.float32)
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def synthetic_states(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """[steering, throttle]-like states in [-1, 1] (float32 [n, dim])."""
+    rng = np.random.default_rng(seed + 100)
+    return rng.uniform(-1.0, 1.0, (n, dim)).astype(np.float32)
+
+
+def model_feeds(input_names: list[str], images: np.ndarray, states: np.ndarray | None) -> list[dict]:
+    """One feed dict per frame for a single-camera graph (image [1,H,W,3] uint8, state [1,D])."""
+    feeds = []
+    for i in range(len(images)):
+        feed = {}
+        for name in input_names:
+            if name.startswith('image'):
+                feed[name] = images[i:i + 1]
+            elif name == 'state':
+                feed[name] = states[i:i + 1].astype(np.float32)
+            else:
+                raise ValueError(f'no calibration data for input {name!r}')
+        feeds.append(feed)
+    return feeds
+
+
+class FeedsReader(CalibrationDataReader):
+    """ORT CalibrationDataReader over a prepared list of feed dicts (optionally a sub-range)."""
+
+    def __init__(self, feeds: list[dict], bar=None):
+        self.feeds = feeds
+        self.bar = bar
+        self.set_range(0, len(feeds))
+
+    def set_range(self, start_index: int, end_index: int):
+        self._pos, self._end = start_index, min(end_index, len(self.feeds))
+
+    def get_next(self):
+        if self._pos >= self._end:
+            return None
+        feed = self.feeds[self._pos]
+        self._pos += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return feed
+
+    def rewind(self):
+        self.set_range(0, len(self.feeds))
+
+    def __len__(self):
+        return len(self.feeds)
+
+
+def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'MinMax',
+                     chunk: int = 8, progress: bool = True, extra_options: dict | None = None,
+                     op_types=None):
+    """Activation ranges of the tensors the quantizer needs, saved as an ORT calibration cache.
+
+    MinMax: the augmented model reduces each tensor to its min/max per frame inside the graph,
+    so all frames go through in one pass; 'MinMaxAverage' averages the per-frame extremes
+    (ORT's CalibMovingAverage) instead of taking the extreme of all frames, which is less
+    driven by a single outlier frame. Histogram methods (Percentile, Entropy) keep whole
+    tensors, so frames go through in chunks whose histograms are merged (ORT's own
+    CalibMaxIntermediateOutputs option drops data instead). The cache is handed to
+    quantize_static(calibration_cache_path=...) so several quantization variants can be
+    tried without calibrating again.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
+    from tqdm import tqdm
+    ort_method = 'MinMax' if method == 'MinMaxAverage' else method
+    # create_calibrator's own option names (quantize_static calls these CalibMovingAverage...)
+    options = {'moving_average': method == 'MinMaxAverage', 'averaging_constant': 0.5}
+    options.update(extra_options or {})
+    bar = tqdm(total=len(feeds), desc=f'calibrating ({method})', unit='frame', leave=False,
+               disable=not progress)
+    with tempfile.TemporaryDirectory(prefix='rover_calib.') as tmp:
+        calibrator = create_calibrator(Path(model_path), list(op_types) if op_types else None,
+                                       augmented_model_path=str(Path(tmp) / 'augmented.onnx'),
+                                       calibrate_method=getattr(CalibrationMethod, ort_method),
+                                       extra_options=options)
+        reader = FeedsReader(feeds, bar)
+        step = len(feeds) if ort_method == 'MinMax' else chunk
+        with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print per chunk
+            for start in range(0, len(feeds), step):
+                reader.set_range(start, start + step)
+                calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        del calibrator
+    bar.close()
+    save_tensors_data(ranges, Path(cache_path))
+    return ranges

@@ -1,0 +1,527 @@
+"""INT8 quantization with ONNX Runtime, choosing what to quantize by measurement.
+
+Modes
+- static: QDQ, activations calibrated on frames, weights per channel (default).
+- dynamic: weights INT8, activations quantized at run time (MatMul/Gemm only).
+- mixed: transformer INT8 (static), vision backbone FP32.
+- mixed-backbone: vision backbone INT8 (static), transformer FP32.
+
+For static modes the quantizable nodes are grouped by module (backbone stem, each
+ResNet block, image/state projections, each encoder/decoder layer, action head).
+Everything is quantized first; if the result misses the accuracy bar (with margin) on
+*selection* frames (a slice of the calibration frames, never the validation frames),
+each group's own error is measured and the groups that cost the most accuracy per
+unit of compute are kept in FP32, one at a time, until the bar is met.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import QuantizeError
+
+MODES = ('static', 'dynamic', 'mixed', 'mixed-backbone')
+CALIBRATION_METHODS = ('MinMax', 'MinMaxAverage', 'Percentile', 'Entropy')
+DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Relu', 'MaxPool')
+BAR_MSE = 1e-3
+BAR_MAX = 5e-2
+# An "INT8 model" must run most of its arithmetic in INT8; keeping nearly everything FP32 to
+# pass the accuracy bar would be an FP32 model under an INT8 name.
+MIN_INT8_MAC_FRACTION = {'static': 0.5, 'mixed-backbone': 0.3, 'mixed': 0.01, 'dynamic': 0.0}
+SEARCH_MARGIN = 0.7      # the search aims below 70 % of the MSE bar ...
+SEARCH_MARGIN_MAX = 0.8  # ... and 80 % of the max-error bar, so held-out frames pass too
+
+
+@dataclass
+class QuantSettings:
+    mode: str = 'static'
+    calibration_method: str = 'Percentile'
+    per_channel: bool = True
+    activation_type: str = 'QUInt8'
+    weight_type: str = 'QInt8'
+    op_types: list = field(default_factory=lambda: list(DEFAULT_OP_TYPES))
+    search: bool = True                 # exclude groups by measurement when needed
+    bias_correction: bool = True        # correct the INT8 weights' mean output shift (static modes)
+    exclude_groups: list = field(default_factory=list)  # forced FP32 groups (user)
+
+    def validate(self):
+        if self.mode not in MODES:
+            raise QuantizeError(f'unknown quantization mode {self.mode!r}; use one of {", ".join(MODES)}')
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise QuantizeError(f'unknown calibration method {self.calibration_method!r}; use one of '
+                                f'{", ".join(CALIBRATION_METHODS)}')
+        for name in (self.activation_type, self.weight_type):
+            if name not in ('QUInt8', 'QInt8'):
+                raise QuantizeError(f'unknown quantization type {name!r} (QUInt8 or QInt8)')
+
+
+@dataclass
+class QuantResult:
+    path: Path                          # the quantized model (in a temp/work dir)
+    settings: QuantSettings
+    quantized_groups: list
+    fp32_groups: list                   # kept FP32 (by search or by request)
+    excluded_nodes: list
+    selection: dict                     # error on the selection frames
+    search_log: list
+    seconds: float
+    mac_fraction: float = 0.0           # share of the candidate nodes' multiply-adds that run in INT8
+
+    def manifest_entry(self, calibration_frames: int, bags: list, source: str) -> dict:
+        s = self.settings
+        return {
+            'mode': s.mode, 'calibration_method': s.calibration_method if s.mode != 'dynamic' else None,
+            'per_channel': s.per_channel, 'activation_type': s.activation_type, 'weight_type': s.weight_type,
+            'format': 'QDQ' if s.mode != 'dynamic' else 'dynamic',
+            'op_types': list(s.op_types) if s.mode != 'dynamic' else ['MatMul', 'Gemm'],
+            'fp32_groups': self.fp32_groups, 'excluded_nodes': self.excluded_nodes,
+            'calibration_frames': calibration_frames if s.mode != 'dynamic' else 0,
+            'calibration_source': source, 'bags': bags,
+            'int8_mac_fraction': round(self.mac_fraction, 4),
+            'bias_correction': s.bias_correction and s.mode != 'dynamic',
+            'selection_error': self.selection, 'search': self.search_log,
+        }
+
+
+def _quiet():
+    """ORT's quantizer logs and prints a lot; keep the user's terminal to our progress bars."""
+    logging.getLogger().setLevel(logging.ERROR)
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def preprocess(fp32_path: Path, out_path: Path) -> Path:
+    """ORT's quantization pre-processing: shape inference + graph optimization (folds constants,
+    removes the exporter's Identity nodes, fuses MatMul+Add), which the quantizer needs."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with _quiet():
+        quant_pre_process(str(fp32_path), str(out_path))
+    return out_path
+
+
+def node_group(name: str) -> str:
+    """Module group of an exported node name, e.g. /backbone/layer1/layer1.0/conv1/Conv -> backbone.layer1.0."""
+    parts = [p for p in name.split('/') if p]
+    if not parts:
+        return 'other'
+    if parts[0] == 'backbone':
+        if len(parts) > 2 and parts[1].startswith('layer'):
+            return f'backbone.{parts[2]}'
+        if parts[1].startswith('MaxPool'):
+            # The pool feeds layer1 and stays INT8 with it even when conv1 is kept FP32
+            # (an FP32 max-pool in plain NCHW is many times slower than the INT8 one).
+            return 'backbone.layer1.0'
+        return 'backbone.stem'
+    if parts[0] in ('encoder', 'decoder') and len(parts) > 1 and parts[1].startswith('layers.'):
+        group = f'{parts[0]}.{parts[1]}'
+        if len(parts) > 2 and parts[2] in ('self_attn', 'multihead_attn'):
+            return group + '.attn'
+        if len(parts) > 2 and (parts[2] in ('linear1', 'linear2') or parts[2].startswith('Relu')):
+            return group + '.ffn'
+        return group
+    return parts[0]
+
+
+def is_backbone(group: str) -> bool:
+    return group.startswith('backbone.')
+
+
+@dataclass
+class Candidate:
+    name: str
+    op_type: str
+    group: str
+    cost: float  # multiply-accumulates (approx.)
+
+
+def candidates(model_path: Path, op_types) -> list[Candidate]:
+    """Nodes to quantize: Conv/Gemm/MatMul with a constant weight input, plus the other op
+    types asked for (Relu, MaxPool: quantizing them lets a conv's output use the post-ReLU
+    range and keeps the int8 path unbroken; measured faster and more accurate).
+
+    MatMuls between two activations (attention scores and weighted values) are left out:
+    measured on the default ACT, quantizing them costs accuracy and gains no speed.
+    """
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name: i for i in model.graph.initializer}
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            shapes[vi.name] = dims
+    out = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        weights = [inits[i] for i in node.input[1:2] if i in inits]
+        if not weights:
+            if node.op_type not in ('Conv', 'Gemm', 'MatMul'):  # Relu, MaxPool, ...: ride along, no cost
+                out.append(Candidate(node.name, node.op_type, node_group(node.name), 0.0))
+            continue
+        w_numel = float(np.prod(weights[0].dims))
+        out_shape = shapes.get(node.output[0])
+        if node.op_type == 'Conv':
+            spatial = float(np.prod(out_shape[2:])) if out_shape else 1.0
+            cost = w_numel * spatial
+        else:
+            rows = float(np.prod(out_shape[:-1])) if out_shape else 1.0
+            cost = w_numel * rows
+        out.append(Candidate(node.name, node.op_type, node_group(node.name), cost))
+    return out
+
+
+class Evaluator:
+    """Runs FP32 once and candidate models on the same frames; errors in normalized action units."""
+
+    def __init__(self, fp32_path: Path, feeds: list[dict], action_scale: np.ndarray, threads: int = 0):
+        self.feeds = feeds
+        self.action_scale = np.asarray(action_scale, np.float64).reshape(1, 1, -1)
+        self.threads = threads
+        session = make_session(fp32_path, threads)
+        self.reference = np.concatenate([session.run(['actions'], f)[0] for f in feeds])
+
+    def outputs(self, model_path: Path) -> np.ndarray:
+        session = make_session(model_path, self.threads)
+        return np.concatenate([session.run(['actions'], f)[0] for f in self.feeds])
+
+    def error(self, model_path: Path) -> dict:
+        return action_error(self.reference, self.outputs(model_path), self.action_scale)
+
+
+def action_error(reference: np.ndarray, candidate: np.ndarray, action_scale) -> dict:
+    """MSE and max |error| overall and per action dimension, in normalized action units."""
+    scale = np.asarray(action_scale, np.float64).reshape(1, 1, -1)
+    err = (candidate.astype(np.float64) - reference.astype(np.float64)) / scale
+    return {
+        'mse': float(np.mean(err ** 2)),
+        'max_abs_error': float(np.max(np.abs(err))),
+        'mse_per_dim': [float(v) for v in np.mean(err ** 2, axis=(0, 1))],
+        'max_abs_error_per_dim': [float(v) for v in np.max(np.abs(err), axis=(0, 1))],
+    }
+
+
+def passes(metrics: dict, factor: float = 1.0, max_factor: float | None = None) -> bool:
+    max_factor = factor if max_factor is None else max_factor
+    return metrics['mse'] < BAR_MSE * factor and metrics['max_abs_error'] < BAR_MAX * max_factor
+
+
+# The max error over many held-out frames grows with their number; the selection frames are
+# few, so besides their max the search also wants an RMS error whose ~3.5-sigma tail is under
+# the max-error target (errors are close to Gaussian over frames and chunk steps).
+SEARCH_MAX_OVER_RMS = 3.5
+
+
+def _passes_search(metrics: dict) -> bool:
+    rms_ok = metrics['mse'] < (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2
+    return passes(metrics, SEARCH_MARGIN, SEARCH_MARGIN_MAX) and rms_ok
+
+
+def make_session(path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+
+
+def pixel_overrides(model_path: Path, activation_type: str) -> dict:
+    """conv1 of the whole model sees raw padded pixels (see ActPolicyGraph._fold_image_norm):
+    quantize that tensor with scale 1 so every pixel value 0..255 is exact, whatever the
+    calibration frames' range (a calibrated range would clip or blur pixel values)."""
+    from .act_model import PIXEL_PAD_SCOPE
+    model = onnx.load(str(model_path), load_external_data=False)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type == 'Conv':
+            producer = producers.get(node.input[0])
+            if producer is not None and producer.name.startswith(PIXEL_PAD_SCOPE):
+                # range 0..255 over 256 levels: scale exactly 1 for uint8 and int8 alike
+                return {node.input[0]: [{'rmin': np.array(0.0, np.float32), 'rmax': np.array(255.0, np.float32)}]}
+            break
+    return {}
+
+
+def _static(pre_path, out_path, settings: QuantSettings, cache_path, nodes: list[str]):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    if not nodes:
+        raise QuantizeError('nothing left to quantize (every group is kept in FP32)')
+    extra = {'TensorQuantOverrides': pixel_overrides(pre_path, settings.activation_type)}
+    with _quiet():
+        quantize_static(
+            str(pre_path), str(out_path), None, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
+            activation_type=getattr(QuantType, settings.activation_type),
+            weight_type=getattr(QuantType, settings.weight_type),
+            nodes_to_quantize=nodes,
+            calibrate_method=getattr(CalibrationMethod, 'MinMax' if settings.calibration_method == 'MinMaxAverage'
+                                     else settings.calibration_method),
+            calibration_cache_path=str(cache_path), extra_options={**extra, 'ForceQuantizeNoInputCheck': True})
+    return out_path
+
+
+def _dynamic(pre_path, out_path, settings: QuantSettings, nodes: list[str]):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    with _quiet():
+        quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=['MatMul', 'Gemm'],
+                         per_channel=settings.per_channel, nodes_to_quantize=nodes,
+                         weight_type=getattr(QuantType, settings.weight_type))
+    return out_path
+
+
+def input_channel_means(fp32_path: Path, feeds: list[dict], node_names: list[str]) -> dict:
+    """Mean of each input channel of the data input of the given Conv/Gemm nodes, over frames."""
+    from onnx import TensorProto, helper
+    model = onnx.load(str(fp32_path))
+    nodes = {n.name: n for n in model.graph.node}
+    wanted, tensor_of = set(), {}
+    for name in node_names:
+        node = nodes[name]
+        red = f'{node.input[0]}__channel_mean'
+        tensor_of[name] = red
+        if red not in wanted:
+            wanted.add(red)
+            axes = [0, 2, 3] if node.op_type == 'Conv' else [0]  # NCHW / [tokens, K]
+            model.graph.node.append(helper.make_node('ReduceMean', [node.input[0]], [red], axes=axes, keepdims=0))
+            model.graph.output.append(helper.make_tensor_value_info(red, TensorProto.FLOAT, None))
+    names = sorted(wanted)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
+    total = None
+    for feed in feeds:
+        values = session.run(names, feed)
+        total = values if total is None else [t + v for t, v in zip(total, values)]
+    means = {t: v / len(feeds) for t, v in zip(names, total)}
+    return {name: means[tensor_of[name]] for name in node_names}
+
+
+def bias_correct(fp32_path: Path, qdq_path: Path, means: dict) -> int:
+    """Empirical bias correction (Nagel et al. 2019) of a QDQ model, in place.
+
+    INT8 weights W_q = W + dW shift each output by dW . x; its expectation dW . E[x] is a
+    constant per output channel that the (int32) bias can take back. It matters most where
+    inputs have a large mean: raw pixels into conv1 (~120) and post-ReLU activations.
+    """
+    from onnx import numpy_helper
+    fp = onnx.load(str(fp32_path))
+    model = onnx.load(str(qdq_path))
+    fp_inits = {i.name: i for i in fp.graph.initializer}
+    fp_nodes = {n.name: n for n in fp.graph.node}
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    users: dict[str, int] = {}
+    dq_users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+        if n.op_type == 'DequantizeLinear':
+            dq_users[n.input[0]] = dq_users.get(n.input[0], 0) + 1
+    new_dq_nodes = []
+    corrected = 0
+    for node in list(model.graph.node):
+        if node.name not in means or len(node.input) < 3 or node.name not in fp_nodes:
+            continue
+        w_dq, b_dq = producer.get(node.input[1]), producer.get(node.input[2])
+        if not (w_dq and b_dq and w_dq.op_type == b_dq.op_type == 'DequantizeLinear'
+                and w_dq.input[0] in inits and b_dq.input[0] in inits):
+            continue
+        w_q = numpy_helper.to_array(inits[w_dq.input[0]]).astype(np.float64)
+        w_scale = numpy_helper.to_array(inits[w_dq.input[1]]).astype(np.float64)
+        axis = next((a.i for a in w_dq.attribute if a.name == 'axis'), 1)
+        shape = [1] * w_q.ndim
+        if w_scale.ndim:
+            shape[axis] = -1
+        w_zero = numpy_helper.to_array(inits[w_dq.input[2]]).astype(np.float64).reshape(shape) \
+            if len(w_dq.input) > 2 and w_dq.input[2] in inits else 0.0
+        dw = (w_q - w_zero) * w_scale.reshape(shape) - \
+            numpy_helper.to_array(fp_inits[fp_nodes[node.name].input[1]]).astype(np.float64)
+        mean = np.asarray(means[node.name], np.float64).reshape(-1)
+        if node.op_type == 'Conv':
+            if dw.ndim != 4 or mean.size != dw.shape[1]:
+                continue
+            shift = np.einsum('ockl,c->o', dw, mean)
+        else:
+            trans_b = next((a.i for a in node.attribute if a.name == 'transB'), 0)
+            if dw.ndim != 2 or mean.size != dw.shape[1 if trans_b else 0]:
+                continue
+            shift = dw @ mean if trans_b else mean @ dw
+        bias_t = inits[b_dq.input[0]]
+        b_scale = numpy_helper.to_array(inits[b_dq.input[1]]).astype(np.float64)
+        bias = numpy_helper.to_array(bias_t).astype(np.float64) * b_scale - shift
+        new = np.clip(np.round(bias / b_scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+        if users[b_dq.output[0]] > 1 or dq_users[bias_t.name] > 1:
+            # Identical biases (zeros, typically) are stored once and shared: give this node its own.
+            name = f'{bias_t.name}__{corrected}_{node.name.replace("/", "_")}'
+            model.graph.initializer.append(numpy_helper.from_array(new, name))
+            dq = onnx.helper.make_node('DequantizeLinear', [name, *b_dq.input[1:]], [name + '_dq'],
+                                       name=name + '_DequantizeLinear')
+            dq.attribute.extend(b_dq.attribute)
+            new_dq_nodes.append(dq)
+            node.input[2] = name + '_dq'
+        else:
+            bias_t.CopyFrom(numpy_helper.from_array(new, bias_t.name))
+        corrected += 1
+    model.graph.node.extend(new_dq_nodes)
+    if new_dq_nodes:  # keep the graph topologically sorted: new DQs (constant inputs only) go first
+        nodes = list(model.graph.node)
+        ordered = new_dq_nodes + [n for n in nodes if n not in new_dq_nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(ordered)
+    onnx.save(model, str(qdq_path))
+    return corrected
+
+
+def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, calib_feeds: list[dict],
+                   selection_feeds: list[dict], action_scale, progress: bool = True,
+                   threads: int = 0) -> QuantResult:
+    """Quantize a pre-processed FP32 model; returns the best model meeting the bar on selection frames
+    (or, if none does, the most accurate one tried, for validation to reject)."""
+    from tqdm import tqdm
+
+    from .calibration import calibrate_ranges
+    settings.validate()
+    started = time.monotonic()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cands = candidates(pre_path, settings.op_types if settings.mode != 'dynamic' else ('MatMul', 'Gemm'))
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        groups.setdefault(c.group, []).append(c)
+    groups = {g: cs for g, cs in groups.items() if any(c.cost > 0 for c in cs)}
+    if settings.mode == 'mixed':
+        allowed = [g for g in groups if not is_backbone(g)]
+    elif settings.mode == 'mixed-backbone':
+        allowed = [g for g in groups if is_backbone(g)]
+    else:
+        allowed = list(groups)
+    unknown = set(settings.exclude_groups) - set(groups)
+    if unknown:
+        raise QuantizeError(f'unknown group(s) to keep in FP32: {", ".join(sorted(unknown))}; '
+                            f'groups are: {", ".join(groups)}')
+    active = [g for g in allowed if g not in settings.exclude_groups]
+    evaluator = Evaluator(pre_path, selection_feeds, action_scale, threads)
+    log = []
+
+    def nodes_of(gs):
+        return [c.name for g in gs for c in groups[g]]
+
+    def fraction(gs):
+        total = sum(c.cost for c in cands) or 1.0
+        return sum(c.cost for g in gs for c in groups[g]) / total
+
+    if settings.mode == 'dynamic':
+        out = _dynamic(pre_path, work_dir / 'dynamic.onnx', settings, nodes_of(active))
+        metrics = evaluator.error(out)
+        log.append({'quantized': len(active), 'mse': metrics['mse'], 'max': metrics['max_abs_error']})
+        return QuantResult(out, settings, active, sorted(set(groups) - set(active)),
+                           [], metrics, log, time.monotonic() - started, fraction(active))
+
+    cache = work_dir / f'calibration_{settings.calibration_method}.json'
+    if not cache.exists():
+        calibrate_ranges(pre_path, calib_feeds, cache, settings.calibration_method, progress=progress,
+                         op_types=settings.op_types)
+
+    trial = [0]
+    means = input_channel_means(pre_path, calib_feeds[:32], [c.name for c in cands if c.cost > 0]) \
+        if settings.bias_correction else {}
+
+    def build(gs) -> tuple[Path, dict]:
+        trial[0] += 1
+        out = work_dir / f'trial_{trial[0]}.onnx'
+        _static(pre_path, out, settings, cache, nodes_of(gs))
+        if means:
+            bias_correct(pre_path, out, means)
+        return out, evaluator.error(out)
+
+    best_path, best = build(active)
+    log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error']})
+    if settings.search and not _passes_search(best) and len(active) > 1:
+        # Each group's own error (only that group quantized), per unit of compute it saves.
+        sens = {}
+        bar = tqdm(active, desc='measuring sensitivity', unit='group', leave=False, disable=not progress)
+        for g in bar:
+            path, m = build([g])
+            sens[g] = m['mse']
+            path.unlink(missing_ok=True)
+        bar.close()
+        cost = {g: sum(c.cost for c in groups[g]) for g in active}
+        order = sorted(active, key=lambda g: sens[g] / max(cost[g], 1.0), reverse=True)
+        log.append({'step': 'sensitivity', 'mse_by_group': sens})
+        kept, current, best_groups = list(active), best, list(active)
+        while not _passes_search(current):
+            # Errors add roughly like the isolated MSEs: drop the best accuracy-per-compute groups
+            # until their share of the summed sensitivity covers the reduction still needed.
+            need = max(1 - SEARCH_MARGIN * BAR_MSE / current['mse'],
+                       1 - (SEARCH_MARGIN_MAX * BAR_MAX / current['max_abs_error']) ** 2,
+                       1 - (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2 / current['mse'])
+            total = sum(sens[g] for g in kept)
+            chosen, acc = [], 0.0
+            floor = MIN_INT8_MAC_FRACTION[settings.mode]
+            for g in order:
+                if g not in kept or sens[g] < 0.01 * total:
+                    continue
+                if fraction([k for k in kept if k not in chosen and k != g]) < floor:
+                    continue  # would no longer be an INT8 model
+                chosen.append(g)
+                acc += sens[g]
+                if acc >= need * total:
+                    break
+            if not chosen or len(chosen) >= len(kept):
+                break  # the bar cannot be met by keeping groups in FP32; validation will say so
+            kept = [g for g in kept if g not in chosen]
+            path, current = build(kept)
+            log.append({'step': 'keep fp32 ' + ', '.join(chosen), 'fp32_groups': sorted(set(active) - set(kept)),
+                        'mse': current['mse'], 'max': current['max_abs_error']})
+            if _passes_search(current) or current['mse'] < best['mse']:
+                best_path.unlink(missing_ok=True)
+                best_path, best, best_groups = path, current, list(kept)
+            else:
+                path.unlink(missing_ok=True)
+        active = best_groups
+    final = work_dir / 'model_int8.onnx'
+    shutil.move(str(best_path), final)
+    for stale in work_dir.glob('trial_*.onnx'):
+        stale.unlink()
+    excluded = sorted(set(groups) - set(active))
+    return QuantResult(final, settings, active, excluded, [c.name for g in excluded for c in groups[g]],
+                       best, log, time.monotonic() - started, fraction(active))
+
+
+def corrupt_model(path: Path, out_path: Path, what: str = 'scale') -> Path:
+    """A deliberately broken copy (for tests): a scale multiplied by 50, or a weight zeroed."""
+    from onnx import numpy_helper
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if what == 'scale' and node.op_type == 'DequantizeLinear' and node.input[1] in inits \
+                and node.input[0] in inits:  # a weight's scale
+            t = inits[node.input[1]]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 50.0, t.name))
+            break
+        if what == 'weight' and node.op_type in ('Conv', 'Gemm', 'MatMul') and node.input[1] in inits:
+            t = inits[node.input[1]]
+            t.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(t)), t.name))
+            break
+    else:
+        raise QuantizeError(f'nothing to corrupt ({what}) in {path}')
+    onnx.save(model, str(out_path))
+    return out_path
+
+
+def settings_dict(s: QuantSettings) -> dict:
+    return asdict(s)
+
+
+def temp_work_dir(prefix='rover_quant.') -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get('ROVER_QUANT_TMP')))

@@ -1,0 +1,209 @@
+"""The whole pipeline on a tiny checkpoint and a bag: manifest, hashes, frame split, refusal, CLI, Hailo."""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from rover_quantize import pipeline
+from rover_quantize.cli import main as cli_main
+from rover_quantize.errors import QuantizeError, ValidationFailed
+from rover_quantize.quantize import corrupt_model
+
+from conftest import BAG_FRAMES, CALIB, VALID
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_manifest_contract(built):
+    model_dir, manifest = built
+    assert manifest['format'] == 'rover-act-model' and manifest['format_version'] == 1
+    assert manifest['models'] == {'cpu_fp32': 'model_fp32.onnx', 'cpu_int8': 'model_int8.onnx',
+                                  'backbone': 'backbone.onnx', 'head': 'head.onnx'}
+    assert manifest['inputs'] == [
+        {'name': 'image', 'shape': [1, 192, 256, 3], 'dtype': 'uint8', 'layout': 'NHWC', 'color': 'rgb',
+         'feature': 'observation.images.front'},
+        {'name': 'state', 'shape': [1, 2], 'dtype': 'float32', 'feature': 'observation.state'}]
+    assert manifest['outputs'] == [{'name': 'actions', 'shape': [1, 10, 2], 'dtype': 'float32'}]
+    assert manifest['features'] == {'name': 'features', 'shape': [1, 512, 6, 8], 'dtype': 'float32'}
+    assert manifest['chunk_size'] == 10 and manifest['n_action_steps'] == 10
+    assert manifest['action_names'] == ['steering', 'throttle'] == manifest['state_names']
+    assert manifest['camera_topic'] == 'camera/image_raw' and manifest['control_rate_hz'] == 30.0
+    assert manifest['checkpoint']['layout'] == 'new'
+    q, v = manifest['quantization'], manifest['validation']
+    assert q['mode'] == 'static' and q['per_channel'] is True and q['calibration_source'] == 'bags'
+    assert q['calibration_frames'] == CALIB and q['int8_mac_fraction'] >= 0.5
+    assert v['frames'] == VALID and v['passed'] is True
+    assert v['mse'] < 1e-3 and v['max_abs_error'] < 0.05
+    assert len(v['mse_per_dim']) == 2 == len(v['max_abs_error_per_dim'])
+    assert (model_dir / 'report' / 'index.html').is_file()
+    assert (model_dir / 'report' / 'error_histogram.png').stat().st_size > 1000
+
+
+def test_manifest_hashes_are_right(built):
+    model_dir, manifest = built
+    assert set(manifest['files']) == {'model_fp32.onnx', 'model_int8.onnx', 'backbone.onnx', 'head.onnx'}
+    for name, entry in manifest['files'].items():
+        assert entry['sha256'] == _sha(model_dir / name), name
+        assert entry['bytes'] == (model_dir / name).stat().st_size
+    assert manifest['checkpoint']['sha256'] == _sha(built.ckpt / 'model.safetensors')
+
+
+def test_calibration_frames_spread_and_disjoint(built):
+    _, manifest = built
+    calib = manifest['quantization']['calibration_frame_indices']
+    valid = manifest['validation']['frame_indices']
+    assert len(calib) == CALIB and len(valid) == VALID
+    assert not set(calib) & set(valid)
+    select = manifest['quantization']['selection_frame_indices']
+    assert select and not set(select) & set(calib) and not set(select) & set(valid)
+    total = BAG_FRAMES
+    assert min(calib) <= 3 and max(calib) >= total - 4   # over the whole bag, not the first N
+    assert min(valid) <= total // 3 and max(valid) >= 2 * total // 3
+
+
+def test_int8_model_is_quantized_and_close(built):
+    model_dir, _ = built
+    ops = {n.op_type for n in __import__('onnx').load(str(model_dir / 'model_int8.onnx')).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    rng = np.random.default_rng(0)
+    feed = {'image': rng.integers(0, 256, (1, 192, 256, 3), dtype=np.uint8),
+            'state': np.array([[0.2, 0.1]], np.float32)}
+    fp32 = ort.InferenceSession(str(model_dir / 'model_fp32.onnx'), providers=['CPUExecutionProvider'])
+    int8 = ort.InferenceSession(str(model_dir / 'model_int8.onnx'), providers=['CPUExecutionProvider'])
+    a, b = fp32.run(None, feed)[0], int8.run(None, feed)[0]
+    assert a.shape == b.shape == (1, 10, 2) and not np.array_equal(a, b)
+
+
+def test_validation_catches_a_broken_model(built, tmp_path, monkeypatch):
+    """A quantized model with a corrupted weight scale must be refused, and written only with force."""
+    model_dir = tmp_path / 'md'
+    shutil.copytree(built.model_dir, model_dir)
+    real = pipeline.quantize_model
+
+    def broken(*args, **kwargs):
+        result = real(*args, **kwargs)
+        corrupt_model(result.path, result.path, 'scale')
+        return result
+    monkeypatch.setattr(pipeline, 'quantize_model', broken)
+    common = dict(bags=[built.bag], calibration_frames=8, validation_frames=6, search=False, report=False,
+                  progress=False, ck=built.loaded)
+    with pytest.raises(ValidationFailed, match='missed the accuracy bar'):
+        pipeline.quantize_model_dir(model_dir, **common)
+    manifest = json.loads((model_dir / 'manifest.json').read_text())
+    assert not (model_dir / 'model_int8.onnx').exists()
+    assert 'cpu_int8' not in manifest['models'] and 'model_int8.onnx' not in manifest['files']
+    assert manifest['validation']['passed'] is False
+    assert any('not written' in n for n in manifest['notes'])
+
+    manifest = pipeline.quantize_model_dir(model_dir, force=True, **common)
+    assert (model_dir / 'model_int8.onnx').exists() and manifest['quantization']['forced'] is True
+    assert manifest['validation']['passed'] is False
+    assert manifest['files']['model_int8.onnx']['sha256'] == _sha(model_dir / 'model_int8.onnx')
+
+
+def test_revalidate_checks_hashes(built, tmp_path):
+    model_dir = tmp_path / 'md'
+    shutil.copytree(built.model_dir, model_dir)
+    result = pipeline.revalidate(model_dir, bags=[built.bag], frames=5, progress=False)
+    assert result['passed'] and result['frames'] == 5
+    with open(model_dir / 'head.onnx', 'r+b') as f:
+        f.seek(200)
+        f.write(b'\x00\x01\x02')
+    with pytest.raises(QuantizeError, match='sha256 mismatch.*head.onnx'):
+        pipeline.revalidate(model_dir, frames=5, progress=False)
+
+
+def test_synthetic_build_says_so(tiny_ckpt, tmp_path):
+    manifest = pipeline.export_model_dir(tiny_ckpt, tmp_path / 'md', progress=False)
+    assert manifest['quantization'] is None and 'cpu_int8' not in manifest['models']
+    frames = pipeline.gather_frames(manifest, None, 'camera/image_raw', 'rover/state', 6, 4)
+    assert frames.source == 'synthetic' and any('synthetic' in n for n in frames.notes)
+    assert frames.calib_images.shape == (6, 96, 128, 3) and frames.valid_states.shape == (4, 2)
+    assert not np.array_equal(frames.calib_images[0], frames.valid_images[0])
+
+
+def test_refuses_to_clobber_a_foreign_directory(tiny_ckpt, tmp_path):
+    (tmp_path / 'stuff').mkdir()
+    (tmp_path / 'stuff' / 'thesis.txt').write_text('precious')
+    with pytest.raises(QuantizeError, match='not a model directory'):
+        pipeline.export_model_dir(tiny_ckpt, tmp_path / 'stuff', progress=False)
+    assert (tmp_path / 'stuff' / 'thesis.txt').read_text() == 'precious'
+
+
+def test_hailo_preparation(built, tmp_path):
+    from rover_quantize.hailo import add_hef, prepare_hailo
+    model_dir = tmp_path / 'md'
+    shutil.copytree(built.model_dir, model_dir)
+    with pytest.raises(QuantizeError, match='--bag'):
+        prepare_hailo(model_dir, frames=4, progress=False)
+    info = prepare_hailo(model_dir, bags=[built.bag], frames=12, progress=False)
+    out = model_dir / 'hailo'
+    calib = np.load(out / 'calib_set.npy')
+    assert calib.shape == (12, 192, 256, 3) and calib.dtype == np.float32
+    assert 0 <= calib.min() and calib.max() <= 255 and calib.max() > 100
+    manifest = json.loads((model_dir / 'manifest.json').read_text())
+    mean, std = manifest['image_normalization']['mean'], manifest['image_normalization']['std']
+    alls = (out / 'act_backbone.alls').read_text()
+    assert alls.startswith('normalization1 = normalization([') and f'{mean[0]:.4f}' in alls and f'{std[2]:.4f}' in alls
+    script = (out / 'compile_hef.sh').read_text()
+    for cmd in ('hailo parser onnx backbone_hailo.onnx --hw-arch hailo8l', '--start-node-names',
+                'hailo optimize act_backbone.har --hw-arch hailo8l --calib-set-path calib_set.npy',
+                '--model-script act_backbone.alls', 'hailo compiler act_backbone_optimized.har --hw-arch hailo8l'):
+        assert cmd in script
+    # The parser's ONNX takes normalized input: (pixel - mean) / std gives backbone.onnx's features
+    image = calib[3:4].astype(np.uint8)
+    normalized = ((image.astype(np.float32) - np.float32(mean)) / np.float32(std)).transpose(0, 3, 1, 2)
+    hailo = ort.InferenceSession(str(out / 'backbone_hailo.onnx'), providers=['CPUExecutionProvider'])
+    full = ort.InferenceSession(str(model_dir / 'backbone.onnx'), providers=['CPUExecutionProvider'])
+    assert [i.name for i in hailo.get_inputs()] == ['image_normalized'] and info['input_shape'] == [1, 3, 192, 256]
+    got = hailo.run(None, {'image_normalized': normalized})[0]
+    want = full.run(None, {'image': image})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    # a HEF compiled elsewhere gets registered with its hash
+    fake = tmp_path / 'act_backbone.hef'
+    fake.write_bytes(b'HEF-not-really' * 10)
+    manifest = add_hef(model_dir, fake, 'features')
+    assert manifest['models']['hef'] == 'model.hef' and manifest['models']['hef_output'] == 'features'
+    assert manifest['files']['model.hef']['sha256'] == _sha(fake)
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(['--help'])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for sub in ('build', 'export', 'quantize', 'validate', 'hailo', 'add-hef'):
+        assert sub in text
+    assert cli_main(['build', str(tmp_path / 'missing'), '-o', str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'checkpoint directory not found' in err and 'Traceback' not in err
+    assert cli_main(['validate', str(tmp_path)]) == 2
+    assert 'manifest.json not found' in capsys.readouterr().err
+
+
+def test_console_script_runs_as_module(tmp_path):
+    import os
+    from pathlib import Path
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, '-m', 'rover_quantize.cli', 'hailo', str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith('rover-quantize: error:') and 'Traceback' not in proc.stderr
+
+
+def test_cli_random_checkpoint_and_export(tmp_path, capsys):
+    assert cli_main(['--quiet', 'random-checkpoint', str(tmp_path / 'ck'), '--tiny', '--layout', 'old']) == 0
+    assert cli_main(['--quiet', 'export', str(tmp_path / 'ck'), '-o', str(tmp_path / 'md')]) == 0
+    out = capsys.readouterr().out
+    assert 'exported model_fp32.onnx, backbone.onnx, head.onnx' in out
+    manifest = json.loads((tmp_path / 'md' / 'manifest.json').read_text())
+    assert manifest['checkpoint']['layout'] == 'old' and manifest['inputs'][0]['shape'] == [1, 192, 256, 3]
+    for name, entry in manifest['files'].items():
+        assert entry['sha256'] == _sha(tmp_path / 'md' / name)
