@@ -1,6 +1,6 @@
 # rover: one-command set-up, tests, demo and benchmarks on any x86-64 or arm64 machine.
 SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+.SHELLFLAGS := -e -o pipefail -c  # no -u: colcon's setup.bash reads unset variables
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.rover-installed

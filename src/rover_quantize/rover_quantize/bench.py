@@ -59,7 +59,8 @@ def _pct(values, q):
 
 
 def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int = 50,
-        threads: int = 0, keep: str | None = None, progress: bool = False) -> dict:
+        threads: int = 0, keep: str | None = None, progress: bool = False, single_thread: bool = True,
+        reuse: bool = False) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -75,15 +76,19 @@ def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int 
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix='rover_bench_'))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        ckpt = write_random_checkpoint(work / 'checkpoint', seed=0)
+        from .manifest import read_manifest
+        ckpt = work / 'checkpoint'
         model_dir = work / 'model'
         started = time.monotonic()
-        try:
-            manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
-                                       validation_frames=validation_frames, report=False, progress=progress)
-        except ValidationFailed:
-            from .manifest import read_manifest
+        if reuse and (model_dir / 'manifest.json').exists():
             manifest = read_manifest(model_dir)
+        else:
+            write_random_checkpoint(ckpt, seed=0)
+            try:
+                manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
+                                           validation_frames=validation_frames, report=False, progress=progress)
+            except ValidationFailed:
+                manifest = read_manifest(model_dir)
         build_s = time.monotonic() - started
         fp32_path = model_dir / 'model_fp32.onnx'
         int8_path = model_dir / 'model_int8.onnx'
@@ -124,6 +129,23 @@ def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int 
                 times[name].append((time.perf_counter() - t0) * 1e3)
                 if r < n_frames:
                     outputs[name].append(out)
+        one_thread = {}
+        if single_thread and threads > 1 and int8_path.exists():
+            # The same comparison on one core: INT8 gains less from a second core than FP32 does
+            # (its requantize/transposes/LayerNorms are a larger share), so report both.
+            torch.set_num_threads(1)
+            s1 = {'ort_fp32': make_session(fp32_path, 1), 'int8_static': make_session(int8_path, 1)}
+            run1 = {'torch_fp32': torch_run,
+                    **{k: (lambda s: (lambda feed: s.run(['actions'], feed)[0]))(v) for k, v in s1.items()}}
+            for fn in run1.values():
+                fn(feeds[0])
+            one_thread = {name: [] for name in run1}
+            for r in range(max(6, rounds // 2)):
+                for name, fn in run1.items():
+                    t0 = time.perf_counter()
+                    fn(feeds[r % n_frames])
+                    one_thread[name].append((time.perf_counter() - t0) * 1e3)
+            torch.set_num_threads(threads)
         scale = np.asarray(manifest['action_normalization']['scale'])
         ref = np.concatenate(outputs['ort_fp32'])
         dyn_err = action_error(ref, np.concatenate(outputs['int8_dynamic']), scale)
@@ -154,6 +176,11 @@ def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int 
             result['int8_vs_ort_fp32'] = result['ort_fp32_p50_ms'] / result['int8_static_p50_ms']
             result['target_met'] = (result['int8_vs_torch'] >= 4.0 and result['int8_vs_ort_fp32'] >= 2.5
                                     and result['int8_passed'])
+            for name, ts in one_thread.items():
+                result[f'{name}_1t_p50_ms'] = _pct(ts, 50)
+            if one_thread:
+                result['int8_vs_torch_1t'] = result['torch_fp32_1t_p50_ms'] / result['int8_static_1t_p50_ms']
+                result['int8_vs_ort_fp32_1t'] = result['ort_fp32_1t_p50_ms'] / result['int8_static_1t_p50_ms']
         else:
             result['target_met'] = False
         return result
@@ -180,6 +207,10 @@ def format_line(r: dict) -> str:
     parts.append(f"dynamic_mse={r['dynamic_mse']:.2e} dynamic_max_err={r['dynamic_max_err']:.3f}")
     if 'int8_vs_torch' in r:
         parts.append(f"int8_vs_torch={r['int8_vs_torch']:.2f}x int8_vs_ort_fp32={r['int8_vs_ort_fp32']:.2f}x")
+    if 'int8_vs_torch_1t' in r:
+        parts.append(f"torch_fp32_1t_p50_ms={r['torch_fp32_1t_p50_ms']:.1f} ort_fp32_1t_p50_ms={r['ort_fp32_1t_p50_ms']:.1f} "
+                     f"int8_static_1t_p50_ms={r['int8_static_1t_p50_ms']:.1f} "
+                     f"int8_vs_torch_1t={r['int8_vs_torch_1t']:.2f}x int8_vs_ort_fp32_1t={r['int8_vs_ort_fp32_1t']:.2f}x")
     parts.append(f"target={'met' if r['target_met'] else 'missed'} build_s={r['build_s']:.0f}")
     return 'bench quantize: ' + ' '.join(parts)
 
@@ -193,9 +224,12 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=0, help='threads for torch and ORT (default: all cores)')
     parser.add_argument('--keep', default=None, help='keep the checkpoint and model directory here')
     parser.add_argument('--progress', action='store_true')
+    parser.add_argument('--no-single-thread', action='store_true', help='skip the 1-thread comparison')
+    parser.add_argument('--reuse', action='store_true',
+                        help='with --keep: time the model directory already there instead of rebuilding')
     args = parser.parse_args(argv)
     result = run(args.rounds, args.calibration_frames, args.validation_frames, args.threads, args.keep,
-                 args.progress)
+                 args.progress, not args.no_single_thread, args.reuse)
     print(format_line(result), flush=True)
     return 0
 

@@ -138,7 +138,7 @@ def _summary(manifest: dict, out: str):
     if q:
         print(f"quantization: {q['mode']}, {q['int8_mac_fraction'] * 100:.0f}% of multiply-adds in INT8, "
               f"kept FP32: {', '.join(q['fp32_groups']) or 'none'}; calibration: {q['calibration_frames']} "
-              f"{q['calibration_source']} frames")
+              f"frames ({q['calibration_source']})")
     for note in manifest.get('notes', []):
         print(f'note: {note}')
     print(f"model directory: {out} ({', '.join(sorted(manifest['models'].values()))})")

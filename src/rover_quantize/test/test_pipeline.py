@@ -207,3 +207,26 @@ def test_cli_random_checkpoint_and_export(tmp_path, capsys):
     assert manifest['checkpoint']['layout'] == 'old' and manifest['inputs'][0]['shape'] == [1, 192, 256, 3]
     for name, entry in manifest['files'].items():
         assert entry['sha256'] == _sha(tmp_path / 'md' / name)
+
+
+@pytest.mark.parametrize('mode', ['dynamic', 'mixed'])
+def test_other_modes(built, tmp_path, mode):
+    model_dir = tmp_path / 'md'
+    shutil.copytree(built.model_dir, model_dir)
+    try:
+        manifest = pipeline.quantize_model_dir(model_dir, mode=mode, bags=[built.bag], calibration_frames=8,
+                                               validation_frames=6, search=False, report=False, progress=False,
+                                               ck=built.loaded)
+    except ValidationFailed:  # a random model may miss the bar in these modes; the run itself must work
+        manifest = json.loads((model_dir / 'manifest.json').read_text())
+    q = manifest['quantization']
+    assert q['mode'] == mode
+    if mode == 'mixed':  # transformer INT8, backbone FP32
+        assert all(g.startswith('backbone.') for g in q['fp32_groups']) and q['fp32_groups']
+    ops = set()
+    if (model_dir / 'model_int8.onnx').exists():
+        import onnx
+        ops = {n.op_type for n in onnx.load(str(model_dir / 'model_int8.onnx')).graph.node}
+        expected = {'DynamicQuantizeLinear', 'MatMulInteger'} if mode == 'dynamic' else {'QuantizeLinear'}
+        assert ops & expected, ops
+    assert manifest['validation']['frames'] == 6
