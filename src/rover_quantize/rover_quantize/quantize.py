@@ -270,13 +270,25 @@ def _static(pre_path, out_path, settings: QuantSettings, cache_path, nodes: list
     return out_path
 
 
-def _dynamic(pre_path, out_path, settings: QuantSettings, nodes: list[str]):
+def _dynamic(pre_path, out_path, settings: QuantSettings):
+    # No node list: ORT's dynamic quantizer rewrites Gemm into MatMul+Add under new names, so a
+    # list of the original names would silently match nothing.
     from onnxruntime.quantization import QuantType, quantize_dynamic
     with _quiet():
         quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=['MatMul', 'Gemm'],
-                         per_channel=settings.per_channel, nodes_to_quantize=nodes,
-                         weight_type=getattr(QuantType, settings.weight_type))
+                         per_channel=settings.per_channel, weight_type=getattr(QuantType, settings.weight_type))
     return out_path
+
+
+INTEGER_OPS = {'QuantizeLinear', 'DynamicQuantizeLinear', 'MatMulInteger', 'ConvInteger', 'QLinearConv',
+               'QLinearMatMul', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat'}
+
+
+def assert_quantized(path: Path) -> None:
+    """Never hand on a model that only pretends to be quantized."""
+    model = onnx.load(str(path), load_external_data=False)
+    if not any(n.op_type in INTEGER_OPS for n in model.graph.node):
+        raise QuantizeError(f'{Path(path).name}: the quantizer produced no integer operators')
 
 
 def input_channel_means(fp32_path: Path, feeds: list[dict], node_names: list[str]) -> dict:
@@ -421,7 +433,10 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         return sum(c.cost for g in gs for c in groups[g]) / total
 
     if settings.mode == 'dynamic':
-        out = _dynamic(pre_path, work_dir / 'dynamic.onnx', settings, nodes_of(active))
+        if settings.exclude_groups:
+            raise QuantizeError('--keep-fp32 is not supported with --mode dynamic (it quantizes every MatMul/Gemm)')
+        out = _dynamic(pre_path, work_dir / 'dynamic.onnx', settings)
+        assert_quantized(out)
         metrics = evaluator.error(out)
         log.append({'quantized': len(active), 'mse': metrics['mse'], 'max': metrics['max_abs_error']})
         return QuantResult(out, settings, active, sorted(set(groups) - set(active)),
@@ -491,6 +506,7 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         active = best_groups
     final = work_dir / 'model_int8.onnx'
     shutil.move(str(best_path), final)
+    assert_quantized(final)
     for stale in work_dir.glob('trial_*.onnx'):
         stale.unlink()
     excluded = sorted(set(groups) - set(active))
