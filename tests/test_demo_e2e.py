@@ -52,8 +52,7 @@ def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(
     from rover_quantize.pipeline import build_model_dir
     calibrated = tmp_path / 'calibrated_model'
     manifest = build_model_dir(model_dir.parent / 'demo_checkpoint', calibrated, bags=[bag],
-                               image_topic='/camera/image_raw/compressed', calibration_frames=64,
-                               validation_frames=32, report=False, progress=False)
+                               image_topic='/camera/image_raw/compressed', report=False, progress=False)
     assert manifest['quantization']['mode'] == 'static'
     assert manifest['validation']['passed'] is True
     assert 'model_int8.onnx' in manifest['files']

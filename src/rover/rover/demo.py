@@ -29,8 +29,8 @@ from rover_common.process import NodeProcess
 from rover_common.ros_env import apply_localhost_env, localhost_env
 from rover_common.stats import RateMeter
 
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_MODEL_DIR = Path(os.environ.get('ROVER_DEMO_MODEL', REPO / 'build' / 'demo_model'))
+# Relative to where `make` runs (the repository root); the package may be installed anywhere.
+DEFAULT_MODEL_DIR = Path(os.environ.get('ROVER_DEMO_MODEL', Path.cwd() / 'build' / 'demo_model'))
 CONTROL_RATE_TOLERANCE_HZ = 1.0
 
 
@@ -48,10 +48,10 @@ def prepare_model(model_dir: Path, force: bool = False) -> Path:
     # Calibrate on what the camera will see: a bag of rendered track frames.
     bag = model_dir.parent / 'demo_calibration_bag'
     shutil.rmtree(bag, ignore_errors=True)
-    write_test_bag(bag, frames=track_frames(256, seed=7), image_type='compressed',
+    write_test_bag(bag, frames=track_frames(400, seed=7), image_type='compressed',
                    image_topic='/camera/image_raw/compressed')
     build_model_dir(checkpoint, model_dir, bags=[bag], image_topic='/camera/image_raw/compressed',
-                    mode='static', calibration_frames=128, validation_frames=64, seed=0)
+                    mode='static', calibration_frames=200, seed=0)
     return model_dir
 
 
@@ -191,7 +191,7 @@ def _summary(monitor: DemoMonitor, processes, elapsed: float):
 def _record_default():
     if os.environ.get('RECORD') != '1':
         return None
-    return str(REPO / 'runs' / time.strftime('demo_%Y-%m-%d_%H-%M-%S'))
+    return str(Path.cwd() / 'runs' / time.strftime('demo_%Y-%m-%d_%H-%M-%S'))
 
 
 def main(argv=None) -> int:
