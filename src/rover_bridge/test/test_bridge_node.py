@@ -26,7 +26,7 @@ from std_srvs.srv import SetBool
 
 from rover_bridge import protocol as p
 from rover_bridge.command import Shaping
-from rover_common.process import NodeProcess
+from rover_common.process import NodeProcess, wait_for
 from rover_common.ros_env import apply_localhost_env, localhost_env
 from rover_sim.virtual_arduino import FirmwareConfig, VirtualArduino
 
@@ -34,15 +34,6 @@ pytestmark = pytest.mark.timeout(120)
 
 BOARD = FirmwareConfig(arming_ms=100)
 BASE_PARAMS = {'diagnostics_period': 0.2, 'reconnect_backoff_max': 0.5}
-
-
-def wait_for(predicate, timeout, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def wire(value: float) -> int:

@@ -8,18 +8,10 @@ import pytest
 
 from rover_bridge import protocol as p
 from rover_bridge.link import LinkConfig, LinkState, SerialLink
+from rover_common.process import wait_for
 from rover_sim.virtual_arduino import FirmwareConfig, VirtualArduino
 
 FAST = FirmwareConfig(arming_ms=50)
-
-
-def wait_for(predicate, timeout, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 class Rig:

@@ -83,7 +83,7 @@ class NodeProcess:
         self.stop()
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, spin=None) -> bool:
+def wait_for(predicate, timeout: float, interval: float = 0.01, spin=None) -> bool:
     """Poll `predicate` (spinning `spin()` between polls) until true or timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

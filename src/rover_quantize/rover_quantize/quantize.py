@@ -40,7 +40,8 @@ BAR_MAX = 5e-2
 # pass the accuracy bar would be an FP32 model under an INT8 name.
 MIN_INT8_MAC_FRACTION = {'static': 0.5, 'mixed-backbone': 0.3, 'mixed': 0.01, 'dynamic': 0.0}
 SEARCH_MARGIN = 0.7      # the search aims below 70 % of the MSE bar ...
-SEARCH_MARGIN_MAX = 0.8  # ... and 80 % of the max-error bar, so held-out frames pass too
+SEARCH_MARGIN_MAX = 0.6  # ... and 60 % of the max-error bar, so held-out frames pass too (at 80 % a
+                         # trained model still missed the bar on about 1 held-out set in 3)
 
 
 @dataclass
