@@ -1,4 +1,4 @@
-# rover: one-command set-up, tests, demo and benchmarks on any x86-64 or arm64 machine.
+# rover: one-command set-up, tests, demo and benchmarks on an x86-64 development machine.
 SHELL := /bin/bash
 .SHELLFLAGS := -e -o pipefail -c  # no -u: colcon's setup.bash reads unset variables
 VENV ?= .venv
@@ -29,7 +29,8 @@ $(STAMP): $(REQS)
 build: $(STAMP)
 	source $(VENV)/bin/activate && colcon build --event-handlers console_cohesion- status-
 
-$(DEMO_MODEL): | build
+$(DEMO_MODEL): src/rover/rover/demo_policy.safetensors | build
+	rm -rf build/demo_model
 	$(ENV) && python -m rover.demo --prepare-model
 
 test: setup
