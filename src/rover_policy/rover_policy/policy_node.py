@@ -169,6 +169,12 @@ class PolicyNode(Node):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._control = ControlLoop(rate, self._tick, priority=control_priority,
                                     on_priority=self._on_priority).start()
+        quantization = model.manifest.get('quantization') or {}
+        if backend_name == 'cpu_int8' and quantization.get('forced'):
+            validation = model.manifest.get('validation') or {}
+            self.get_logger().warning(
+                f'{model.path}: this INT8 model missed the accuracy bar and was written with --force '
+                f'(MSE {validation.get("mse")}, max error {validation.get("max_abs_error")})')
         description = ', '.join(f'{k}={v}' for k, v in self._backend.describe().items())
         self.get_logger().info(
             f'policy ready: {model.path} ({description}), image {model.image_width}x{model.image_height}, '
