@@ -398,7 +398,8 @@ def test_sigint_sends_neutral_before_closing(ros, tmp_path):
         link_up(ros, board, bridge)
         with Publisher(ros, (0.5, 0.5)):
             assert wait_for(lambda: board.applied().throttle_us == 1750, 5.0)
-            assert bridge.stop() == 0
+            code = bridge.stop()
+            assert code == 0, (code, bridge.output())
         last = board.commands()[-1]
         assert (last.steering, last.throttle) == (0, 0)  # neutral, sent while rover/cmd still said 0.5
         assert 'sent neutral' in bridge.output()

@@ -41,7 +41,10 @@ def run(node_factory, args=None, threads: int = 1) -> int:
         close = getattr(node, 'close', None)
         if close is not None:
             close()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
+        try:
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
+        except Exception as exc:  # after Ctrl-C the context may already be gone; the node is done
+            rclpy.logging.get_logger('rover').warning(f'while shutting down: {exc!r}')
         rclpy.try_shutdown()
     return 0
