@@ -19,15 +19,7 @@ import time
 import numpy as np
 
 from rover_bridge.link import LinkConfig, LinkState, SerialLink
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+from rover_common.process import wait_for
 
 
 def main(argv=None) -> int:

@@ -67,6 +67,7 @@ class SimNode(Node):
         self.off_track_frames = 0
         self.progress_m = 0.0          # along the centre line, counter-clockwise positive
         self._last_progress = self.track.progress(x, y)
+        self.lateral_offset = self.track.distance_from_centre(x, y)
         self.rate = RateMeter(window=90)
         self._stop = threading.Event()
         # Frames are paced on their own thread with absolute deadlines, like a
@@ -107,7 +108,8 @@ class SimNode(Node):
         length = self.track.length
         self.progress_m += (progress - self._last_progress + length / 2) % length - length / 2
         self._last_progress = progress
-        if abs(self.track.distance_from_centre(x, y)) > self.track.width / 2:
+        self.lateral_offset = self.track.distance_from_centre(x, y)
+        if abs(self.lateral_offset) > self.track.width / 2:
             self.off_track_frames += 1
 
     def _publish_pose(self, stamp, x, y, yaw):
@@ -119,7 +121,7 @@ class SimNode(Node):
 
     def _publish_diagnostics(self):
         pose = self.arduino.pose()
-        offset = self.track.distance_from_centre(pose.x, pose.y)
+        offset = self.lateral_offset  # of the last camera frame
         on_track = abs(offset) < self.track.width / 2
         values = {
             'frames': self.frames, 'camera_rate_hz': self.rate.rate_hz(),
