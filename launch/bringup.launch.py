@@ -1,41 +1,57 @@
-"""The rover on a Raspberry Pi 5: camera + ACT policy + Arduino bridge at 30 Hz.
+"""The rover on a Raspberry Pi 5: camera + ACT policy + command arbiter + Arduino bridge at 30 Hz.
 
-    ros2 launch rover bringup.launch.py backend:=cpu_int8 autonomy:=true
-    ros2 launch rover bringup.launch.py backend:=hailo record:=true
+    ros2 launch rover bringup.launch.py teleop:=joy record:=true     # drive by hand, record
+    ros2 launch rover bringup.launch.py mode:=assisted teleop:=joy   # the policy steers, you throttle
+    ros2 launch rover bringup.launch.py backend:=hailo autonomy:=true
 
 Which nodes run and with which parameters comes from rover.graph (tested
-without launch_ros); this file only turns that into launch actions.
+without launch_ros); this file only turns that into launch actions. A bad
+argument (`backend:=foo`, `autonomy:=maybe`) is a configuration error: one
+line and exit code 2 before any node starts, as every rover node does.
 """
+import sys
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, GroupAction, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from rover.graph import BACKENDS, record_command, rover_nodes
+from rover.graph import BACKENDS, MODES, TELEOPS, record_command, rover_nodes
 
+EXIT_CONFIG_ERROR = 2
 ARGUMENTS = [
     ('backend', 'cpu_int8', f'Inference backend: {" | ".join(BACKENDS)}.'),
     ('model_dir', '', 'Model directory made by rover-quantize (empty: config/rover.yaml).'),
     ('serial_port', '', 'Arduino serial port, e.g. /dev/serial/by-id/... (empty: config).'),
     ('camera_source', '', 'Camera source: /dev/video0, device:0, gst:<pipeline>, file:... (empty: config).'),
     ('namespace', '', 'Namespace for every node and topic (one car per namespace).'),
-    ('autonomy', 'false', 'Start with the policy driving (true) or holding neutral (false).'),
-    ('record', 'false', 'Record camera/image_raw/compressed, rover/state, rover/cmd, /diagnostics to MCAP.'),
+    ('mode', '', f'Starting driving mode: {" | ".join(MODES)} (empty: config, manual).'),
+    ('autonomy', 'false', 'true: start in autonomous mode (same as mode:=autonomous).'),
+    ('teleop', 'none', f'Human input started here: {" | ".join(TELEOPS)} (joy: joy + teleop_twist_joy, '
+                       'config/teleop_joy.yaml); a keyboard runs in its own terminal, see the README.'),
+    ('record', 'false', 'Record camera, state, commands, mode, e-stop, episodes and /diagnostics to MCAP.'),
     ('sim', 'false', 'Run against the simulated rover instead of the hardware.'),
 ]
 
 
 def _nodes(context):
     arg = lambda name: LaunchConfiguration(name).perform(context)
-    specs = rover_nodes(backend=arg('backend'), model_dir=arg('model_dir'),
-                        serial_port=arg('serial_port'), camera_source=arg('camera_source'),
-                        autonomy=arg('autonomy'), sim=arg('sim').lower() == 'true')
+    try:
+        specs = rover_nodes(backend=arg('backend'), model_dir=arg('model_dir'),
+                            serial_port=arg('serial_port'), camera_source=arg('camera_source'),
+                            autonomy=arg('autonomy'), mode=arg('mode'), teleop=arg('teleop'),
+                            sim=arg('sim').lower() == 'true', namespace=arg('namespace'))
+    except ValueError as exc:
+        # SystemExit, unlike an exception, is not turned into exit code 1 by launch
+        print(f'[ERROR] [rover.launch]: bad launch argument: {exc}', file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
     actions = [PushRosNamespace(arg('namespace'))] if arg('namespace') else []
     for spec in specs:
         actions.append(Node(
             package=spec.package, executable=spec.executable, name=spec.name,
             parameters=[*spec.params_files, spec.overrides], output='screen',
+            remappings=list(spec.remappings.items()),
             respawn=spec.respawn, respawn_delay=2.0, emulate_tty=True))
     recorder = ExecuteProcess(cmd=record_command(namespace=arg('namespace')), output='screen',
                               condition=IfCondition(LaunchConfiguration('record')))

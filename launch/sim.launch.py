@@ -16,7 +16,8 @@ PASSED_ON = [
     ('backend', 'cpu_int8', 'Inference backend: cpu_int8 | cpu_fp32 | hailo.'),
     ('model_dir', '', 'Model directory made by rover-quantize (empty: config).'),
     ('namespace', '', 'Namespace for every node and topic.'),
-    ('autonomy', 'true', 'Start with the policy driving.'),
+    ('autonomy', 'true', 'Start in autonomous mode (false: manual, drive with teleop/cmd).'),
+    ('mode', '', 'Starting driving mode: manual | assisted | autonomous (overrides autonomy).'),
     ('record', 'false', 'Record the run to MCAP for calibration.'),
 ]
 

@@ -12,13 +12,17 @@ from rosbags.highlevel import AnyReader
 from rover.demo import DEFAULT_MODEL_DIR, prepare_model
 from rover_common.ros_env import localhost_env
 
-SUMMARY = re.compile(r'^demo: control_hz=(?P<hz>[\d.]+) inference_p50_ms=(?P<inf>[\d.]+) serial=(?P<serial>\S+) '
-                     r'frames=(?P<frames>\d+) neutral_events=(?P<neutral>\d+) .*laps=(?P<laps>[-\d.]+) '
+SUMMARY = re.compile(r'^demo: mode=(?P<mode>\S+) control_hz=(?P<hz>[\d.]+) min_window_hz=(?P<min_hz>[\d.]+) '
+                     r'below_tolerance_percent=(?P<below>[\d.]+) neutral_seconds=(?P<neutral_s>[\d.]+) '
+                     r'neutral_percent=(?P<neutral_pct>[\d.]+) inference_p50_ms=(?P<inf>[\d.]+) '
+                     r'serial=(?P<serial>\S+) frames=(?P<frames>\d+) neutral_events=(?P<neutral>\d+) '
+                     r'source=(?P<source>\S+) .*laps=(?P<laps>[-\d.]+) '
                      r'on_track_percent=(?P<on_track>[\d.]+) .*result=(?P<result>\S+)$', re.M)
 
 
-def run_demo(seconds, model_dir, record=None):
-    cmd = [sys.executable, '-m', 'rover.demo', '--seconds', str(seconds), '--model-dir', str(model_dir)]
+def run_demo(seconds, model_dir, record=None, mode='autonomous'):
+    cmd = [sys.executable, '-m', 'rover.demo', '--seconds', str(seconds), '--model-dir', str(model_dir),
+           '--mode', mode]
     if record:
         cmd += ['--record', str(record)]
     proc = subprocess.run(cmd, env=localhost_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -36,6 +40,9 @@ def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(
     assert proc.returncode == 0, proc.stdout
     assert summary['result'] == 'ok' and summary['serial'] == 'ok'
     assert abs(float(summary['hz']) - 30.0) <= 1.0
+    # the verdict covers the whole run, and the policy drove
+    assert float(summary['min_hz']) >= 20.0 and float(summary['below']) <= 5.0
+    assert summary['mode'] == 'autonomous' and summary['source'] == 'policy', proc.stdout
     assert int(summary['frames']) >= 20 * 30 * 0.9
     assert float(summary['inf']) > 0
     # The demo policy learned to follow the track from the camera: the car went
@@ -62,8 +69,18 @@ def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(
     assert 'model_int8.onnx' in manifest['files']
     assert str(bag) in ' '.join(map(str, manifest['quantization'].get('bags', [])))
 
-    proc, summary = run_demo(8, calibrated)
+    proc, summary = run_demo(12, calibrated)
     assert proc.returncode == 0 and summary['result'] == 'ok', proc.stdout
+    # the recalibrated model drives: the car moves along the track and stays on it
+    assert float(summary['laps']) > 0.1 and float(summary['on_track']) > 95.0, proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_assisted_mode_policy_steers_a_human_throttle():
+    proc, summary = run_demo(15, prepare_model(DEFAULT_MODEL_DIR), mode='assisted')
+    assert proc.returncode == 0 and summary['result'] == 'ok', proc.stdout
+    assert summary['mode'] == 'assisted' and summary['source'] == 'policy_steering+human_throttle'
+    assert float(summary['laps']) > 0.15 and float(summary['on_track']) > 95.0, proc.stdout
 
 
 def test_demo_fails_clearly_without_a_model(tmp_path):

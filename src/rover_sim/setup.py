@@ -11,6 +11,8 @@ setup(
         ('share/' + package_name, ['package.xml']),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest only for packages whose test extra names it (else unittest: 0 tests).
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=True,
     maintainer='rover team',
     maintainer_email='rover@example.com',
@@ -20,6 +22,7 @@ setup(
         'console_scripts': [
             'virtual_arduino = rover_sim.virtual_arduino:main',
             'sim_node = rover_sim.sim_node:main',
+            'expert_driver = rover_sim.expert_driver:main',
         ],
     },
 )

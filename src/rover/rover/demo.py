@@ -1,15 +1,22 @@
 """`make demo`: the whole stack in closed loop against the simulated rover.
 
-One process per node (sim, policy, bridge), started with the same parameter
-files as `sim.launch.py` (see rover.graph), so no launch_ros is needed. This
-process watches the topics, prints a live status line and a summary:
+One process per node (sim, policy, arbiter, bridge), started with the same
+parameter files as `sim.launch.py` (see rover.graph), so no launch_ros is
+needed. `DEMO_MODE=autonomous` (default): the policy drives. `DEMO_MODE=assisted`:
+the policy steers and a simulated human (the pure-pursuit expert, throttle
+only, like a gamepad at 20 Hz) gives the throttle. This process watches the
+topics, prints a live status line and a summary:
 
-    demo: control_hz=30.0 inference_p50_ms=41.2 serial=ok frames=1795 neutral_events=1 ...
+    demo: mode=autonomous control_hz=30.0 min_window_hz=29.6 below_tolerance_percent=0.0 ...
 
-It exits 0 only if the loop held: commands at the control rate, the serial
-link up, camera frames flowing and every node still alive.
+It exits 0 only if the loop held over the WHOLE run, not only at its end:
+every 1 s window of rover/cmd at the control rate (at most
+MAX_BELOW_TOLERANCE_PERCENT of windows below it, none below MIN_WINDOW_HZ),
+neutral for at most MAX_NEUTRAL_PERCENT of the time after the car first
+drove, the serial link up, camera frames flowing and every node still alive.
 """
 import argparse
+import bisect
 import os
 import signal
 import sys
@@ -22,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from rover.graph import rover_nodes
 from rover_common.diagnostics import level_value
@@ -31,7 +39,12 @@ from rover_common.stats import RateMeter
 
 # Relative to where `make` runs (the repository root); the package may be installed anywhere.
 DEFAULT_MODEL_DIR = Path(os.environ.get('ROVER_DEMO_MODEL', Path.cwd() / 'build' / 'demo_model'))
+CONTROL_RATE_HZ = 30.0
 CONTROL_RATE_TOLERANCE_HZ = 1.0
+MIN_WINDOW_HZ = 20.0                # a 1 s window below this fails the run outright
+MAX_BELOW_TOLERANCE_PERCENT = 5.0   # of 1 s windows below CONTROL_RATE_HZ - tolerance
+MAX_NEUTRAL_PERCENT = 10.0          # of the time after the car first drove
+DEMO_MODES = ('autonomous', 'assisted')
 
 
 def prepare_model(model_dir: Path, force: bool = False) -> Path:
@@ -64,17 +77,36 @@ class DemoMonitor(Node):
         self.commands = 0
         self.neutral_events = 0
         self._was_driving = False
+        self.cmd_times = []          # receive time of every rover/cmd
+        self.neutral_after_drive = 0  # neutral commands once the car had driven
+        self.after_drive = 0
+        self.sources = {}            # rover/cmd_source value -> count
+        self.started = time.monotonic()
         self.diagnostics = {}   # status name -> (level, {key: value})
         self.create_subscription(TwistStamped, 'rover/cmd', self._on_cmd, 50)
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
+        self.create_subscription(String, 'rover/cmd_source', self._on_source, 50)
 
     def _on_cmd(self, msg):
         self.cmd_rate.tick()
         self.commands += 1
+        self.cmd_times.append(time.monotonic())
         driving = msg.twist.linear.x != 0.0 or msg.twist.angular.z != 0.0
         if self._was_driving and not driving:
             self.neutral_events += 1
+        if driving or self.after_drive:
+            self.after_drive += 1
+            self.neutral_after_drive += not driving
         self._was_driving = driving
+
+    def _on_source(self, msg):
+        self.sources[msg.data] = self.sources.get(msg.data, 0) + 1
+
+    def window_rates(self, start: float, end: float) -> list[float]:
+        """rover/cmd messages in each whole 1 s window of [start, end)."""
+        times = self.cmd_times
+        return [bisect.bisect_left(times, w + 1.0) - bisect.bisect_left(times, w)
+                for w in (start + k for k in range(int(end - start)))]
 
     def _on_diagnostics(self, msg):
         for status in msg.status:
@@ -99,13 +131,19 @@ def _float(text, default=float('nan')):
         return default
 
 
-def run_demo(seconds: float, model_dir: Path, record: str | None = None) -> int:
+def run_demo(seconds: float, model_dir: Path, record: str | None = None, mode: str = 'autonomous') -> int:
+    if mode not in DEMO_MODES:
+        print(f'demo: DEMO_MODE={mode!r} is not one of {", ".join(DEMO_MODES)}', file=sys.stderr)
+        return 2
     domain = apply_localhost_env()
     env = localhost_env(domain)
-    nodes = rover_nodes(sim=True, model_dir=str(model_dir), autonomy='true')
+    nodes = rover_nodes(sim=True, model_dir=str(model_dir), mode=mode)
     processes = [NodeProcess(spec.module, spec.name, params=spec.overrides or None,
-                             params_files=spec.params_files, env=env) for spec in nodes]
-    print(f'demo: ROS_DOMAIN_ID={domain} (loopback only), model {model_dir}, '
+                             params_files=spec.params_files, env=env) for spec in nodes if spec.module]
+    if mode == 'assisted':  # the human half: throttle only, like a gamepad at 20 Hz
+        processes.append(NodeProcess('rover_sim.expert_driver', 'expert_driver', env=env,
+                                     params={'style': 'joy', 'axes': 'throttle', 'rate_hz': 20.0}))
+    print(f'demo: ROS_DOMAIN_ID={domain} (loopback only), mode {mode}, model {model_dir}, '
           f'{seconds:.0f} s, Ctrl-C to stop early', flush=True)
     for proc in processes:
         proc.start()
@@ -125,6 +163,7 @@ def run_demo(seconds: float, model_dir: Path, record: str | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     start = time.monotonic()
+    monitor.started = start
     tty = sys.stdout.isatty()
     last_print = 0.0
     try:
@@ -141,7 +180,7 @@ def run_demo(seconds: float, model_dir: Path, record: str | None = None) -> int:
                 line = _status_line(monitor, elapsed)
                 print(('\r' + line) if tty else line, end='' if tty else '\n', flush=True)
     finally:
-        summary = _summary(monitor, processes, time.monotonic() - start)
+        summary = _summary(monitor, processes, time.monotonic() - start, mode)
         if recorder is not None:
             recorder.close()
         executor.shutdown(timeout_sec=1.0)
@@ -170,17 +209,31 @@ def _status_line(monitor: DemoMonitor, elapsed: float) -> str:
             f'{_float(monitor.value("sim", "on_track_percent"), 0.0):5.1f} % on track')
 
 
-def _summary(monitor: DemoMonitor, processes, elapsed: float):
+def _summary(monitor: DemoMonitor, processes, elapsed: float, mode: str):
     control_hz = monitor.cmd_rate.rate_hz()
     link = monitor.value('bridge', 'link', 'unknown')
     serial = 'ok' if link == 'up' else link
     frames = int(_float(monitor.value('sim', 'frames'), 0))
     alive = all(p.alive() for p in processes)
-    held = (abs(control_hz - 30.0) <= CONTROL_RATE_TOLERANCE_HZ and serial == 'ok'
-            and frames > 0 and alive and elapsed > 3.0)
-    line = (f'demo: control_hz={control_hz:.1f} '
+    # the whole run, from the first command on (start-up is the nodes' own time)
+    first = monitor.cmd_times[0] if monitor.cmd_times else monitor.started + elapsed
+    windows = monitor.window_rates(first, monitor.started + elapsed)
+    low = CONTROL_RATE_HZ - CONTROL_RATE_TOLERANCE_HZ
+    min_window = min(windows) if windows else 0.0
+    below = 100.0 * sum(w < low for w in windows) / max(1, len(windows))
+    neutral_percent = 100.0 * monitor.neutral_after_drive / max(1, monitor.after_drive)
+    neutral_seconds = monitor.neutral_after_drive / CONTROL_RATE_HZ
+    held = (len(windows) >= 3 and abs(control_hz - CONTROL_RATE_HZ) <= CONTROL_RATE_TOLERANCE_HZ
+            and min_window >= MIN_WINDOW_HZ and below <= MAX_BELOW_TOLERANCE_PERCENT
+            and monitor.after_drive > 0 and neutral_percent <= MAX_NEUTRAL_PERCENT
+            and serial == 'ok' and frames > 0 and alive)
+    source = max(monitor.sources, key=monitor.sources.get) if monitor.sources else '-'
+    line = (f'demo: mode={mode} control_hz={control_hz:.1f} min_window_hz={min_window:.1f} '
+            f'below_tolerance_percent={below:.1f} neutral_seconds={neutral_seconds:.1f} '
+            f'neutral_percent={neutral_percent:.1f} '
             f'inference_p50_ms={_float(monitor.value("policy", "inference_p50_ms")):.1f} '
             f'serial={serial} frames={frames} neutral_events={monitor.neutral_events} '
+            f'source={source} '
             f'distance_m={_float(monitor.value("sim", "distance_m"), 0.0):.2f} '
             f'laps={_float(monitor.value("sim", "laps"), 0.0):.2f} '
             f'on_track_percent={_float(monitor.value("sim", "on_track_percent"), 0.0):.1f} '
@@ -198,6 +251,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float, default=float(os.environ.get('DEMO_SECONDS', 60)))
     parser.add_argument('--model-dir', type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument('--mode', default=os.environ.get('DEMO_MODE', 'autonomous'),
+                        help=f'{" | ".join(DEMO_MODES)} (DEMO_MODE in the environment)')
     parser.add_argument('--record', default=_record_default(),
                         help='write a rosbag2 (MCAP) of the run to this folder; RECORD=1 in the '
                              'environment records to runs/demo_<date>')
@@ -208,7 +263,7 @@ def main(argv=None) -> int:
     if args.prepare_model:
         print(f'demo model ready: {model_dir}')
         return 0
-    return run_demo(args.seconds, model_dir, args.record)
+    return run_demo(args.seconds, model_dir, args.record, args.mode)
 
 
 if __name__ == '__main__':

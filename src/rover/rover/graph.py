@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BACKENDS = ('cpu_int8', 'cpu_fp32', 'hailo')
-RECORD_TOPICS = ('camera/image_raw/compressed', 'rover/state', 'rover/cmd', '/diagnostics')
+MODES = ('manual', 'assisted', 'autonomous')   # rover_arbiter.arbiter.MODES (checked by a test)
+TELEOPS = ('none', 'joy')
+# What a training set and a post-mortem need: the camera, what the car did, the
+# command applied and who produced it, the human's and the policy's own commands,
+# the mode, the e-stop, episode markers and diagnostics. No raw images (size).
+RECORD_TOPICS = ('camera/image_raw/compressed', 'camera/camera_info', 'rover/state', 'rover/cmd',
+                 'rover/cmd_source', 'teleop/cmd', 'policy/cmd', 'rover/mode', 'rover/estop',
+                 'rover/episode', '/diagnostics')
 
 
 @dataclass
@@ -16,10 +23,11 @@ class NodeSpec:
     package: str
     executable: str
     name: str
-    module: str                                   # `python -m` form of the executable
+    module: str | None                            # `python -m` form; None: not ours (C++ nodes)
     params_files: list = field(default_factory=list)
     overrides: dict = field(default_factory=dict)  # applied after the files
     respawn: bool = False
+    remappings: dict = field(default_factory=dict)
 
 
 def config_dir() -> Path:
@@ -47,10 +55,21 @@ def _parse_bool(value) -> bool:
 
 
 def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = '',
-                camera_source: str = '', autonomy='', sim: bool = False) -> list[NodeSpec]:
-    """The node graph; empty arguments keep the YAML files' values."""
+                camera_source: str = '', autonomy='', mode: str = '', teleop: str = 'none',
+                sim: bool = False, namespace: str = '') -> list[NodeSpec]:
+    """The node graph; empty arguments keep the YAML files' values.
+
+    `autonomy` true starts in autonomous mode unless `mode` names another; the
+    starting mode is otherwise config/rover.yaml's, manual.
+    """
     if backend and backend not in BACKENDS:
         raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
+    if mode and mode not in MODES:
+        raise ValueError(f'mode {mode!r} is not one of {", ".join(MODES)}')
+    if (teleop or 'none') not in TELEOPS:
+        raise ValueError(f'teleop {teleop!r} is not one of {", ".join(TELEOPS)}')
+    if autonomy != '' and _parse_bool(autonomy) and not mode:  # an explicit mode wins
+        mode = 'autonomous'
     cfg = config_dir()
     files = [str(cfg / 'rover.yaml')]
     if backend == 'hailo':
@@ -63,24 +82,37 @@ def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = ''
         policy['backend'] = backend
     if model_dir:
         policy['model_dir'] = os.path.expanduser(model_dir)
-    if autonomy != '':
-        policy['autonomy'] = _parse_bool(autonomy)
     bridge = {'port': serial_port} if serial_port else {}
+    arbiter = {'mode': mode} if mode else {}
 
     nodes = []
     if sim:
-        # the simulated world stands in for the camera and the Arduino at once
-        nodes.append(NodeSpec('rover_sim', 'sim_node', 'sim', 'rover_sim.sim_node', files))
+        # the simulated world stands in for the camera and the Arduino at once; its
+        # pty link is this run's own, so two sims never open each other's board
+        from rover_sim.virtual_arduino import run_link_path
+        link = serial_port or run_link_path(namespace)
+        bridge = {'port': link}
+        nodes.append(NodeSpec('rover_sim', 'sim_node', 'sim', 'rover_sim.sim_node', files,
+                              {'serial_link': link}))
     else:
         camera = {'source': camera_source} if camera_source else {}
         nodes.append(NodeSpec('rover_camera', 'camera_node', 'camera', 'rover_camera.camera_node',
                               files, camera, respawn=True))
-    # If the policy dies, the bridge's cmd_timeout puts the car in neutral, so
-    # it is not respawned blindly: a crash loop would hide the reason.
+    # If the policy or the arbiter dies, the bridge's cmd_timeout puts the car in
+    # neutral; neither is respawned blindly: a crash loop would hide the reason,
+    # and a respawned arbiter must not come back in autonomous mode by itself.
     nodes.append(NodeSpec('rover_policy', 'policy_node', 'policy', 'rover_policy.policy_node',
                           files, policy))
+    nodes.append(NodeSpec('rover_arbiter', 'arbiter_node', 'arbiter', 'rover_arbiter.arbiter_node',
+                          files, arbiter))
+    # The bridge restarts with its e-stop latch (a state file), so a respawn never clears it.
     nodes.append(NodeSpec('rover_bridge', 'bridge_node', 'bridge', 'rover_bridge.bridge_node',
                           files, bridge, respawn=True))
+    if teleop == 'joy':
+        joy_files = [str(cfg / 'teleop_joy.yaml')]
+        nodes.append(NodeSpec('joy', 'joy_node', 'joy', None, joy_files, respawn=True))
+        nodes.append(NodeSpec('teleop_twist_joy', 'teleop_node', 'teleop_twist_joy', None, joy_files,
+                              respawn=True, remappings={'cmd_vel': 'teleop/cmd'}))
     return nodes
 
 

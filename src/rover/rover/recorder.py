@@ -7,18 +7,28 @@ are, so the bag is byte-for-byte what `ros2 bag record` would store and
 import threading
 from pathlib import Path
 
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from rover.graph import RECORD_TOPICS
 
+_TWIST = ('geometry_msgs/msg/TwistStamped', 'geometry_msgs.msg', 'TwistStamped')
 _TYPES = {
     'camera/image_raw/compressed': ('sensor_msgs/msg/CompressedImage', 'sensor_msgs.msg', 'CompressedImage'),
-    'rover/state': ('geometry_msgs/msg/TwistStamped', 'geometry_msgs.msg', 'TwistStamped'),
-    'rover/cmd': ('geometry_msgs/msg/TwistStamped', 'geometry_msgs.msg', 'TwistStamped'),
+    'camera/camera_info': ('sensor_msgs/msg/CameraInfo', 'sensor_msgs.msg', 'CameraInfo'),
+    'rover/state': _TWIST, 'rover/cmd': _TWIST, 'teleop/cmd': _TWIST, 'policy/cmd': _TWIST,
+    'rover/cmd_source': ('std_msgs/msg/String', 'std_msgs.msg', 'String'),
+    'rover/mode': ('std_msgs/msg/String', 'std_msgs.msg', 'String'),
+    'rover/estop': ('std_msgs/msg/Bool', 'std_msgs.msg', 'Bool'),
+    'rover/episode': ('std_msgs/msg/Bool', 'std_msgs.msg', 'Bool'),
     '/diagnostics': ('diagnostic_msgs/msg/DiagnosticArray', 'diagnostic_msgs.msg', 'DiagnosticArray'),
 }
+# Published once per change with transient local durability: subscribe the same way
+# (as `ros2 bag record` adapts to its publishers) so a recording started later has the value.
+_LATCHED_TOPICS = ('rover/mode', 'rover/estop', 'rover/episode')
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class BagRecorder:
@@ -37,7 +47,8 @@ class BagRecorder:
             ros_type = getattr(__import__(module, fromlist=[cls]), cls)
             connection = self._writer.add_connection(
                 node.resolve_topic_name(topic), msgtype, typestore=self._typestore)
-            qos = qos_profile_sensor_data if 'camera' in topic else 50
+            qos = (qos_profile_sensor_data if 'camera' in topic else
+                   _LATCHED if topic in _LATCHED_TOPICS else 50)
             node.create_subscription(ros_type, topic, self._writer_for(connection, topic), qos, raw=True)
             self.counts[topic] = 0
 

@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     log_path = os.path.abspath(args.timing_log) if args.timing_log else os.path.join(work, 'timing.jsonl')
     floor_path = os.path.join(work, 'floor.json')
     params = dict(model_dir=os.path.abspath(model_dir), backend=args.backend, threads=args.threads,
-                  autonomy=True, control_rate_hz=float(args.rate), timing_log=log_path,
+                  control_rate_hz=float(args.rate), timing_log=log_path,
                   inject_delay_ms=args.inject_delay_ms, control_priority=args.control_priority)
     policy = NodeProcess('rover_policy.policy_node', 'policy', params=params,
                          env=localhost_env(domain_id=domain)).start()

@@ -86,12 +86,13 @@ class InferenceWorker:
             msg, stamp, received, state_values, skipped = job
             try:
                 result = self.infer_once(msg, stamp, received, state_values, skipped)
+                self.chunks += 1
+                self._on_chunk(result)
             except Exception as exc:  # keep the thread alive; the node goes neutral and reports
+                if self._stop:  # shutting down: the consumers are going away, nothing to report
+                    return
                 self.errors += 1
                 self._on_error(exc)
-                continue
-            self.chunks += 1
-            self._on_chunk(result)
 
     def infer_once(self, msg, stamp, received, state_values, skipped=0) -> ChunkResult:
         started = self._clock()

@@ -1,13 +1,17 @@
-"""ROS 2 node `policy`: camera frames + rover state -> ACT action chunks -> 30 Hz rover/cmd.
+"""ROS 2 node `policy`: camera frames + rover state -> ACT action chunks -> 30 Hz policy/cmd.
+
+policy/cmd is what the policy would drive; the arbiter (rover_arbiter) decides
+by driving mode whether it reaches rover/cmd and the car. The policy always
+infers, so its chunk can be watched in manual mode too.
 
 Threads (the executor is never blocked by inference):
-- ROS executor: image/state callbacks only hand references to the inference
-  worker; diagnostics at 1 Hz; the `policy/enable` service and parameter changes.
+- ROS executor: image/state/e-stop callbacks only hand references to the
+  inference worker; diagnostics at 1 Hz; parameter changes.
 - inference: newest frame + newest state -> backend -> chunk into the scheduler,
   `policy/action_chunk` published.
 - control: a fixed-rate loop on absolute monotonic deadlines publishes
-  `rover/cmd` (TwistStamped, header.stamp = tick time) from the chunk scheduler
-  through the safety gate (stale frame / empty queue / autonomy off -> neutral).
+  `policy/cmd` (TwistStamped, header.stamp = tick time) from the chunk scheduler
+  through the safety gate (e-stop / stale frame / empty queue -> neutral).
 
 `python -m rover_policy.policy_node --benchmark --iterations N --model-dir DIR
 --backend cpu_int8` measures inference latency without ROS.
@@ -23,11 +27,9 @@ from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32MultiArray, MultiArrayDimension
-from std_srvs.srv import SetBool
+from std_msgs.msg import Bool, Float32MultiArray, MultiArrayDimension
 
 from rover_common import diagnostics, image_conversion
 from rover_common.node_main import ConfigError, run
@@ -47,8 +49,9 @@ NODE_NAME = 'policy'
 # not wait that long behind a Python-busy thread.
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Parameters that may change at run time, with their ranges.
-DYNAMIC_RANGES = {'max_frame_age': (0.01, 10.0), 'neutral_steering': (-1.0, 1.0),
-                  'neutral_throttle': (-1.0, 1.0)}
+DYNAMIC_RANGES = {'max_frame_age': (0.01, 10.0)}
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def checked_number(name, value, low, high) -> float:
@@ -95,12 +98,6 @@ class PolicyNode(Node):
                              'manifest.', -1.0, 10.0, read_only=True)
         max_frame_age = self._number('max_frame_age', 0.2, 'Newest camera frame older than this '
                                      '(s, by capture stamp) -> neutral.', *DYNAMIC_RANGES['max_frame_age'])
-        self._autonomy = declare(self, 'autonomy', False, 'Start value of autonomy; false sends neutral. '
-                                 'Switch at run time with this parameter or the policy/enable service.')
-        neutral_steering = self._number('neutral_steering', 0.0, 'Steering sent when neutral.',
-                                        *DYNAMIC_RANGES['neutral_steering'])
-        neutral_throttle = self._number('neutral_throttle', 0.0, 'Throttle sent when neutral.',
-                                        *DYNAMIC_RANGES['neutral_throttle'])
         control_priority = declare(self, 'control_priority', 0, 'SCHED_FIFO priority of the control '
                                    'thread (1..99; needs CAP_SYS_NICE or an rtprio limit); 0: normal '
                                    'scheduling.', min_value=0, max_value=99, read_only=True)
@@ -129,7 +126,7 @@ class PolicyNode(Node):
         self._steering_index = model.action_names.index('steering')
         self._throttle_index = model.action_names.index('throttle')
         self._scheduler = ChunkScheduler(rate, n_action_steps, coeff if coeff >= 0 else None)
-        self._gate = SafetyGate(max_frame_age, neutral_steering, neutral_throttle)
+        self._gate = SafetyGate(max_frame_age)
         try:
             self._timing = TimingLog(timing_log)
         except OSError as exc:
@@ -148,8 +145,9 @@ class PolicyNode(Node):
         self._lateness_ms = RollingStats(300)
         self._tick_meter = RateMeter(300)
         self._realtime = False
+        self._estop = False
 
-        self._cmd_pub = self.create_publisher(TwistStamped, 'rover/cmd', 10)
+        self._cmd_pub = self.create_publisher(TwistStamped, 'policy/cmd', 10)
         self._chunk_pub = self.create_publisher(Float32MultiArray, 'policy/action_chunk', 1)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         frame_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -157,8 +155,8 @@ class PolicyNode(Node):
                                durability=qos_profile_sensor_data.durability)
         self.create_subscription(Image, 'camera/image_raw', self._on_image, frame_qos)
         self.create_subscription(TwistStamped, 'rover/state', self._on_state, qos_profile_sensor_data)
+        self.create_subscription(Bool, 'rover/estop', self._on_estop, LATCHED)
         slow_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetBool, 'policy/enable', self._on_enable, callback_group=slow_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=slow_group)
 
@@ -179,7 +177,7 @@ class PolicyNode(Node):
         self.get_logger().info(
             f'policy ready: {model.path} ({description}), image {model.image_width}x{model.image_height}, '
             f'chunk {model.chunk_size}, n_action_steps {n_action_steps}, ensembling '
-            f'{"off" if coeff < 0 else coeff}, control {rate:.1f} Hz, autonomy {self._autonomy}')
+            f'{"off" if coeff < 0 else coeff}, control {rate:.1f} Hz')
 
     def _number(self, name, default, description, low, high, read_only=False) -> float:
         value = declare(self, name, float(default), description, min_value=low, max_value=high,
@@ -202,6 +200,16 @@ class PolicyNode(Node):
         values = [by_name[name] for name in self.model.state_names]
         self._state_received = self._now()
         self._worker.set_state(values)
+
+    def _on_estop(self, msg: Bool) -> None:
+        # While latched the policy sends neutral, and no chunk predicted before
+        # the e-stop is ever used after it.
+        engaged = bool(msg.data)
+        if engaged != self._estop:
+            self._scheduler.clear()
+            self.get_logger().warning('e-stop engaged: chunks dropped, neutral' if engaged else
+                                      'e-stop released: waiting for new chunks')
+        self._estop = engaged
 
     def _make_state(self, values):
         # Before the bridge reports anything the car stands still: a zero state.
@@ -238,7 +246,7 @@ class PolicyNode(Node):
         now = now_time.nanoseconds * 1e-9
         action, chunk_stamp, index, depth = self._scheduler.lookup(now)
         pair = None if action is None else (action[self._steering_index], action[self._throttle_index])
-        decision = self._gate.decide(now, self._autonomy, self._newest_frame_stamp, pair)
+        decision = self._gate.decide(now, self._estop, self._newest_frame_stamp, pair)
         msg = TwistStamped()
         msg.header.stamp = now_time.to_msg()
         msg.twist.angular.z = decision.steering
@@ -266,28 +274,12 @@ class PolicyNode(Node):
                     checked_number(param.name, param.value, *DYNAMIC_RANGES[param.name])
                 except ConfigError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
-            if param.name == 'autonomy' and not isinstance(param.value, bool):
-                return SetParametersResult(successful=False, reason='autonomy must be a bool')
         for param in params:
-            if param.name == 'autonomy':
-                self._autonomy = bool(param.value)
-                self.get_logger().info(f'autonomy {"enabled" if param.value else "disabled"}')
-            elif param.name == 'max_frame_age':
+            if param.name == 'max_frame_age':
                 self._gate.max_frame_age = float(param.value)
-            elif param.name == 'neutral_steering':
-                self._gate.neutral_steering = float(param.value)
-            elif param.name == 'neutral_throttle':
-                self._gate.neutral_throttle = float(param.value)
             elif param.name == 'inject_delay_ms':
                 self._worker.inject_delay_s = param.value / 1000.0
         return SetParametersResult(successful=True)
-
-    def _on_enable(self, request, response):
-        result = self.set_parameters([Parameter('autonomy', Parameter.Type.BOOL, bool(request.data))])[0]
-        response.success = result.successful
-        response.message = (('autonomy enabled' if request.data else 'autonomy disabled')
-                            if result.successful else result.reason)
-        return response
 
     # ---- diagnostics ----
     def _publish_diagnostics(self) -> None:
@@ -315,7 +307,7 @@ class PolicyNode(Node):
             'inference_errors': self._worker.errors,
             'last_error': self._last_error or '',
             'state_age_s': state_age,
-            'autonomy': self._autonomy,
+            'estop': self._estop,
             'neutral_reason': reason or '',
             'neutral_events': self._gate.neutral_events,
         }
@@ -331,16 +323,13 @@ class PolicyNode(Node):
             self, diagnostics.status(f'{self.get_fully_qualified_name()}: policy', level, message, values)))
 
     def close(self) -> None:
+        """Ordered shutdown (node_main.run calls it while the context is valid):
+        no thread may publish after the final neutral."""
         self._control.stop()
         self._worker.stop()
-        try:  # leave the car neutral when the policy goes away (the bridge also times out)
-            msg = TwistStamped()
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.twist.angular.z = self._gate.neutral_steering
-            msg.twist.linear.x = self._gate.neutral_throttle
-            self._cmd_pub.publish(msg)
-        except Exception:
-            pass
+        msg = TwistStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._cmd_pub.publish(msg)   # all zeros: neutral
         self._timing.close()
         self._backend.close()
 

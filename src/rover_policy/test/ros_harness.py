@@ -10,8 +10,8 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32MultiArray
-from std_srvs.srv import SetBool
+from rclpy.qos import DurabilityPolicy
+from std_msgs.msg import Bool, Float32MultiArray
 
 from rover_common import image_conversion
 from rover_common.process import wait_for
@@ -30,10 +30,12 @@ class Harness:
         self.diagnostics = []
         self.camera_frames = []  # (stamp, bgr) seen on camera/image_raw (camera-node tests)
         self._lock = threading.Lock()
-        self.node.create_subscription(TwistStamped, 'rover/cmd', self._on_cmd, 100)
+        self.node.create_subscription(TwistStamped, 'policy/cmd', self._on_cmd, 100)
         self.node.create_subscription(Float32MultiArray, 'policy/action_chunk', self._on_chunk, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 20)
-        self.enable_client = self.node.create_client(SetBool, 'policy/enable')
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.estop_pub = self.node.create_publisher(Bool, 'rover/estop', latched)  # as the bridge does
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -111,11 +113,8 @@ class Harness:
         thread.join(5)
         self._publishing = None
 
-    def set_autonomy(self, enabled: bool, timeout=10.0):
-        assert self.enable_client.wait_for_service(timeout_sec=timeout)
-        future = self.enable_client.call_async(SetBool.Request(data=enabled))
-        assert wait_for(future.done, timeout)
-        return future.result()
+    def set_estop(self, engaged: bool):
+        self.estop_pub.publish(Bool(data=engaged))
 
     def snapshot(self):
         with self._lock:

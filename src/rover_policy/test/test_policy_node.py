@@ -52,8 +52,7 @@ def child_env(domain, extra_paths=(), **variables):
 
 
 def policy_process(model_dir, domain, env=None, **params):
-    values = dict(model_dir=model_dir, backend='cpu_int8', threads=1, autonomy=True,
-                  max_frame_age=MAX_FRAME_AGE)
+    values = dict(model_dir=model_dir, backend='cpu_int8', threads=1, max_frame_age=MAX_FRAME_AGE)
     values.update(params)
     return NodeProcess('rover_policy.policy_node', 'policy', params=values,
                        env=env or child_env(domain))
@@ -111,7 +110,7 @@ def check_chunk_sequence(window):
             assert i1 >= i0, (t0, i0, t1, i1)
 
 
-def test_commands_follow_the_chunks_neutral_on_stale_frames_and_autonomy(tiny_model_dir, harness, ros):
+def test_commands_follow_the_chunks_neutral_on_stale_frames_and_estop(tiny_model_dir, harness, ros):
     frames = random_frames()
     expected = expected_chunks(tiny_model_dir, frames)
     with policy_process(tiny_model_dir, ros) as policy:
@@ -151,22 +150,50 @@ def test_commands_follow_the_chunks_neutral_on_stale_frames_and_autonomy(tiny_mo
         assert int(values['neutral_events']) >= 1 and values['backend'] == 'cpu_int8'
         assert float(values['inference_p50_ms']) > 0 and int(values['chunks']) > 20
 
-        # autonomy off by service: neutral although frames are fresh; on again: driving
-        assert harness.set_autonomy(False).success
+        # e-stop engaged (the bridge's latched topic): neutral although frames are fresh,
+        # and no chunk from before it is used; released: the policy predicts again
+        harness.set_estop(True)
         harness.start_frames(frames, state=STATE)
         time.sleep(0.7)
         off_from = harness.now()
         time.sleep(0.5)
-        assert harness.set_autonomy(True).success
+        harness.set_estop(False)
         on_from = harness.now()
         time.sleep(0.7)
         harness.stop_frames()
         cmds, _ = harness.snapshot()
         assert all(c[1] == 0.0 and c[2] == 0.0 for c in cmds if off_from <= c[0] <= off_from + 0.4)
         assert any(c[1] != 0.0 for c in cmds if c[0] > on_from + 0.2)
-        assert any(d[2]['neutral_reason'] == 'autonomy_disabled' for d in harness.diagnostics)
+        assert any(d[2]['neutral_reason'] == 'estop' for d in harness.diagnostics)
         assert policy.alive()
     assert policy.proc.returncode == 0, policy.output()
+
+
+def test_stop_signals_end_with_a_neutral_command_and_no_errors(tiny_model_dir, harness, ros):
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) while driving: threads stop first, then
+    one neutral goes out while the context is still valid; no RCLError noise."""
+    import signal
+    frames = random_frames()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with harness._lock:
+            harness.cmds.clear()
+        policy = policy_process(tiny_model_dir, ros).start()
+        try:
+            harness.start_frames(frames, state=STATE)
+            assert wait_for(lambda: any(c[1] != 0.0 for c in harness.snapshot()[0]), 30), policy.output()
+            time.sleep(0.3)
+            policy.proc.send_signal(sig)
+            assert policy.proc.wait(timeout=10) == 0, policy.output()
+            time.sleep(0.3)
+        finally:
+            harness.stop_frames()
+            policy.stop()
+        cmds, _ = harness.snapshot()
+        output = policy.output()
+        assert (cmds[-1][1], cmds[-1][2]) == (0.0, 0.0), (sig, cmds[-3:])
+        assert any(c[1] != 0.0 for c in cmds[:-1])      # it was driving until the signal
+        for noise in ('Traceback', 'RCLError', 'context is invalid', 'inference failed'):
+            assert noise not in output, (sig, output)
 
 
 def test_slow_backend_keeps_30hz_and_skips_the_past_actions(tiny_model_dir, harness, ros):
@@ -299,7 +326,7 @@ def test_runtime_parameters_are_validated(tiny_model_dir, harness, ros):
     from rclpy.parameter_client import AsyncParameterClient
     client = AsyncParameterClient(harness.node, 'policy')
     # YAML ints for float parameters are accepted at start (control_rate_hz: 30)
-    with policy_process(tiny_model_dir, ros, control_rate_hz=30, autonomy=False) as policy:
+    with policy_process(tiny_model_dir, ros, control_rate_hz=30) as policy:
         assert client.wait_for_services(15.0), policy.output()
 
         def set_one(name, value):
@@ -309,8 +336,10 @@ def test_runtime_parameters_are_validated(tiny_model_dir, harness, ros):
         assert not set_one('max_frame_age', 50.0).successful
         assert not set_one('max_frame_age', 'soon').successful
         assert set_one('max_frame_age', 1).successful       # an int is a number
-        assert not set_one('autonomy', 'yes').successful
         assert not set_one('model_dir', '/elsewhere').successful  # read-only at run time
-        assert set_one('autonomy', True).successful
-        assert wait_for(lambda: any(d[2]['autonomy'] == 'True' for d in harness.diagnostics), 5)
+        # neutral is (0, 0), not a setting: `ros2 param set /policy neutral_throttle 0.3` once drove the car
+        assert not set_one('neutral_throttle', 0.3).successful
+        assert not set_one('neutral_steering', 0.3).successful
+        assert set_one('max_frame_age', 0.5).successful
+        assert wait_for(lambda: any(d[2]['estop'] == 'False' for d in harness.diagnostics), 5)
         assert policy.alive()

@@ -9,20 +9,20 @@ from rover_policy.safety import SafetyGate
 
 
 def test_neutral_reasons_in_priority_order():
-    gate = SafetyGate(max_frame_age=0.2, neutral_steering=0.05, neutral_throttle=-0.1)
+    gate = SafetyGate(max_frame_age=0.2)
     now = 100.0
     cases = [
-        (dict(autonomy=False, newest_frame_stamp=now, action=(0.5, 0.5)), safety.AUTONOMY_DISABLED),
-        (dict(autonomy=True, newest_frame_stamp=None, action=(0.5, 0.5)), safety.NO_FRAME),
-        (dict(autonomy=True, newest_frame_stamp=now - 0.21, action=(0.5, 0.5)), safety.STALE_FRAME),
-        (dict(autonomy=True, newest_frame_stamp=now - 0.05, action=None), safety.QUEUE_EMPTY),
-        (dict(autonomy=True, newest_frame_stamp=now, action=(math.nan, 0.1)), safety.INVALID_ACTION),
+        (dict(estop=True, newest_frame_stamp=now, action=(0.5, 0.5)), safety.ESTOP),
+        (dict(estop=False, newest_frame_stamp=None, action=(0.5, 0.5)), safety.NO_FRAME),
+        (dict(estop=False, newest_frame_stamp=now - 0.21, action=(0.5, 0.5)), safety.STALE_FRAME),
+        (dict(estop=False, newest_frame_stamp=now - 0.05, action=None), safety.QUEUE_EMPTY),
+        (dict(estop=False, newest_frame_stamp=now, action=(math.nan, 0.1)), safety.INVALID_ACTION),
     ]
     for kwargs, reason in cases:
         decision = gate.decide(now, **kwargs)
         assert decision.neutral_reason == reason
-        assert (decision.steering, decision.throttle) == (0.05, -0.1)
-    decision = gate.decide(now, True, now - 0.19, (0.3, -0.4))
+        assert (decision.steering, decision.throttle) == (0.0, 0.0)   # neutral is neutral
+    decision = gate.decide(now, False, now - 0.19, (0.3, -0.4))
     assert not decision.neutral and (decision.steering, decision.throttle) == (0.3, -0.4)
 
 
@@ -30,7 +30,7 @@ def test_neutral_events_count_transitions():
     gate = SafetyGate(0.2)
     sequence = [None, None, (1, 1), (1, 1), None, (1, 1), None, None]
     for action in sequence:
-        gate.decide(10.0, True, 10.0, action)
+        gate.decide(10.0, False, 10.0, action)
     assert gate.neutral_events == 2  # the start-up neutral is not an event
     assert gate.last_reason == safety.QUEUE_EMPTY
 
