@@ -244,3 +244,45 @@ def test_gamepad_buttons_switch_modes_and_engage_the_estop(stack):
     time.sleep(1.0)
     assert car.mode == 'manual'
     assert all(s[2] == 0.0 for s in car.since(car.states, released))
+
+
+def test_recording_a_demonstration_has_every_training_topic_and_clean_human_commands(stack, tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    from rover.graph import RECORD_TOPICS
+    from rover.recorder import BagRecorder
+    car, processes = stack
+    env = processes[0].env
+    expert = NodeProcess('rover_sim.expert_driver', 'expert_driver', env=env,
+                         params={'style': 'joy', 'rate_hz': 20.0})
+    episode = car.node.create_client(SetBool, 'rover/record_episode')
+    bag = tmp_path / 'demonstration'
+    recorder = BagRecorder(car.node, bag)
+    try:
+        expert.start()
+        assert wait_for(lambda: any(src == 'human' for _, src in car.since(car.sources, time.monotonic() - 0.5)),
+                        20), expert.output()
+        assert car.call(episode, SetBool.Request(data=True)).success
+        time.sleep(4.0)
+        assert car.call(episode, SetBool.Request(data=False)).success
+        time.sleep(0.3)
+    finally:
+        expert.stop()
+        recorder.close()
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        for topic in RECORD_TOPICS:
+            name = topic if topic.startswith('/') else f'/{topic}'
+            assert counts.get(name, 0) > 0, (name, counts)
+        values = {}
+        for connection, _, raw in reader.messages():
+            values.setdefault(connection.topic, []).append(reader.deserialize(raw, connection.msgtype))
+    assert [m.data for m in values['/rover/episode']] == [False, True, False]
+    assert {m.data for m in values['/rover/mode']} == {'manual'}
+    human = [(m.twist.angular.z, m.twist.linear.x) for m in values['/teleop/cmd']]
+    assert len(human) >= 60 and all(abs(s) <= 1 and t == pytest.approx(0.3) for s, t in human)
+    # while the expert drove, what was applied is the human's command and says so
+    sources = [m.data for m in values['/rover/cmd_source']]
+    assert sources.count('human') >= 0.9 * len(sources[sources.index('human'):]), sources[-20:]
+    applied = {(round(m.twist.angular.z, 6), round(m.twist.linear.x, 6)) for m in values['/rover/cmd']}
+    assert sum((round(s, 6), round(t, 6)) in applied for s, t in human) >= 0.95 * len(human)
