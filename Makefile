@@ -49,3 +49,10 @@ lock: $(STAMP)
 
 clean:
 	rm -rf build install log
+
+# The Arduino firmware for an Uno/Nano with avr-gcc and Debian's Arduino AVR core
+# (apt-get install gcc-avr avr-libc arduino-core-avr): build/firmware/rover_firmware.hex,
+# flash/RAM use printed, fails above the budget (tests/firmware/Makefile).
+.PHONY: firmware
+firmware:
+	$(MAKE) -C tests/firmware firmware OUT=$(CURDIR)/build/firmware

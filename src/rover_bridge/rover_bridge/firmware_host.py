@@ -2,13 +2,14 @@
 
 `rover_protocol.h` has no Arduino dependency, so the host compiler builds:
 - `host_driver.cpp`: a line-oriented driver the tests feed vectors and timelines to;
-- `sketch_test.cpp`: the real sketch against stub Arduino/Servo libraries.
+- `sketch_test.cpp`: the real sketch against a stub Arduino core (Timer1 registers as variables).
 Binaries are cached by a hash of their sources (and flags) in the temp directory.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,15 @@ def firmware_dir() -> Path:
         return Path(get_package_share_directory('rover_bridge')) / 'firmware'
     except Exception as exc:  # pragma: no cover - only when installed without share/
         raise FileNotFoundError('cannot find the rover_bridge firmware folder') from exc
+
+
+def firmware_defaults() -> dict[str, int]:
+    """The compile-time defaults of rover_protocol.h (`#define ROVER_X n`), e.g. {'WATCHDOG_MS': 250}.
+
+    The header is the one place they are written; the Python twin reads them here.
+    """
+    text = (firmware_dir() / 'rover_firmware' / 'rover_protocol.h').read_text()
+    return {name: int(value) for name, value in re.findall(r'^#define ROVER_(\w+) (\d+)\b', text, re.M)}
 
 
 def compiler() -> str | None:

@@ -15,7 +15,7 @@ import struct
 from typing import ClassVar, NamedTuple
 
 PROTOCOL_VERSION_MAJOR = 1
-PROTOCOL_VERSION_MINOR = 0
+PROTOCOL_VERSION_MINOR = 1  # 1.1: CRC-valid frames with impossible fields are rejected (kind 'range')
 
 # Normalized [-1, 1] values travel as signed integers in units of 1/SCALE.
 SCALE = 10000
@@ -25,6 +25,12 @@ SCALE = 10000
 MAX_ENCODED_LEN = 64
 FRAME_OVERHEAD = 4  # type + seq + crc16
 DELIMITER = 0
+
+# Range checks (PROTOCOL.md, "Range checks"): a CRC-valid frame whose fields are
+# impossible is dropped like a corrupt one. A servo or ESC pulse outside this
+# window is no setting any firmware build could produce.
+PULSE_MIN_US = 500
+PULSE_MAX_US = 2500
 
 
 class MsgType(enum.IntEnum):
@@ -50,11 +56,14 @@ class Flag(enum.IntFlag):
     ESTOP = 0x02       # e-stop latched
     ARMING = 0x04      # ESC arming in progress
     RC_PRESENT = 0x08  # valid RC receiver pulses on both channels
-    CLAMPED = 0x10     # the last COMMAND was outside [-SCALE, SCALE] and got clamped
+    RANGE = 0x10       # a frame was rejected for out-of-range fields since the last valid COMMAND
+
+
+KNOWN_FLAGS = int(Flag.WATCHDOG | Flag.ESTOP | Flag.ARMING | Flag.RC_PRESENT | Flag.RANGE)
 
 
 class ProtocolError(ValueError):
-    """A frame that must be dropped; `kind` is 'crc' or 'frame'."""
+    """A frame that must be dropped; `kind` is 'crc', 'frame' or 'range' (impossible field values)."""
 
     def __init__(self, kind: str, text: str):
         super().__init__(text)
@@ -239,8 +248,52 @@ def decode_payload(payload: bytes) -> Frame:
     if len(body) != BODY_SIZES[msg_type]:
         raise ProtocolError('frame', f'{MsgType(msg_type).name} body of {len(body)} bytes, '
                                      f'expected {BODY_SIZES[msg_type]}')
-    cls = MESSAGE_CLASSES[msg_type]
-    return Frame(seq, cls(*_STRUCTS[msg_type].unpack(body)))
+    message = MESSAGE_CLASSES[msg_type](*_STRUCTS[msg_type].unpack(body))
+    problem = range_problem(message)
+    if problem:
+        raise ProtocolError('range', f'{MsgType(msg_type).name}: {problem}')
+    return Frame(seq, message)
+
+
+def _normalized_ok(value: int) -> bool:
+    return -SCALE <= value <= SCALE
+
+
+def _pulse_ok(us: int) -> bool:
+    return PULSE_MIN_US <= us <= PULSE_MAX_US
+
+
+def range_problem(message) -> str:
+    """Why a decoded message's fields are impossible, or '' when they are fine.
+
+    The same rules as `fields_in_range` in rover_protocol.h (the vectors check both).
+    A HELLO of another major version is not checked: the bridge must read its
+    version to refuse it cleanly.
+    """
+    if isinstance(message, Command):
+        if not (_normalized_ok(message.steering) and _normalized_ok(message.throttle)):
+            return f'steering/throttle ({message.steering}, {message.throttle}) outside +-{SCALE}'
+    elif isinstance(message, Estop):
+        if message.engage not in (0, 1):
+            return f'engage {message.engage} is neither 0 nor 1'
+    elif isinstance(message, Telemetry):
+        if message.mode not in Mode._value2member_map_:
+            return f'unknown mode {message.mode}'
+        if message.flags & ~KNOWN_FLAGS:
+            return f'unknown flag bits 0x{message.flags & ~KNOWN_FLAGS:02x}'
+        if not (_normalized_ok(message.steering) and _normalized_ok(message.throttle)):
+            return f'steering/throttle ({message.steering}, {message.throttle}) outside +-{SCALE}'
+        if not (_pulse_ok(message.steering_us) and _pulse_ok(message.throttle_us)):
+            return (f'pulses ({message.steering_us}, {message.throttle_us}) us outside '
+                    f'[{PULSE_MIN_US}, {PULSE_MAX_US}]')
+    elif isinstance(message, Hello) and message.version_major == PROTOCOL_VERSION_MAJOR:
+        if message.watchdog_ms == 0 or message.telemetry_period_ms == 0:
+            return 'zero watchdog or telemetry period'
+        for lo, mid, hi in ((message.steering_min_us, message.steering_center_us, message.steering_max_us),
+                            (message.throttle_min_us, message.throttle_neutral_us, message.throttle_max_us)):
+            if not (PULSE_MIN_US <= lo <= mid <= hi <= PULSE_MAX_US):
+                return f'pulse limits ({lo}, {mid}, {hi}) us out of order or outside [{PULSE_MIN_US}, {PULSE_MAX_US}]'
+    return ''
 
 
 def decode_segment(segment: bytes) -> Frame:
@@ -252,7 +305,8 @@ class StreamDecoder:
     """Splits a byte stream into frames; survives garbage, partial reads and overflow.
 
     Feed it whatever the port returned; it keeps unfinished bytes for the next
-    call. Bad frames are counted (`crc_errors`, `frame_errors`) and dropped;
+    call. Bad frames are counted (`crc_errors`, `frame_errors`, and
+    `range_errors` for CRC-valid frames with impossible fields) and dropped;
     the next delimiter always resynchronises.
     """
 
@@ -262,6 +316,7 @@ class StreamDecoder:
         self._overflow = False
         self.crc_errors = 0
         self.frame_errors = 0
+        self.range_errors = 0
         self.frames = 0
         self.last_error = ''
 
@@ -295,6 +350,8 @@ class StreamDecoder:
         except ProtocolError as exc:
             if exc.kind == 'crc':
                 self.crc_errors += 1
+            elif exc.kind == 'range':
+                self.range_errors += 1
             else:
                 self.frame_errors += 1
             self.last_error = str(exc)

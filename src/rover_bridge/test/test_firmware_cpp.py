@@ -2,11 +2,12 @@
 
 Runs the shared vectors through the C++ parser/encoder, a watchdog timeline
 (also across the millis() wrap), a non-default compile-time configuration, and
-the real sketch against stub Arduino/Servo libraries.
+the real sketch against a stub Arduino core (its Timer1 PWM set-up and pulse widths included).
 """
 import json
 import random
 import re
+import struct
 import subprocess
 from pathlib import Path
 
@@ -32,14 +33,17 @@ def python_decode_lines(data: bytes) -> list[str]:
     decoder = p.StreamDecoder()
     lines = []
     for i in range(len(data)):
-        before = (decoder.crc_errors, decoder.frame_errors)
+        before = (decoder.crc_errors, decoder.frame_errors, decoder.range_errors)
         for seq, message in decoder.feed(data[i:i + 1]):
             lines.append(frame_line({'type': message.TYPE.name, 'seq': seq, 'fields': p.fields(message)}))
         if decoder.crc_errors > before[0]:
             lines.append('crc_error')
         if decoder.frame_errors > before[1]:
             lines.append('frame_error')
-    lines.append(f'counts crc_errors={decoder.crc_errors} frame_errors={decoder.frame_errors}')
+        if decoder.range_errors > before[2]:
+            lines.append('range_error')
+    lines.append(f'counts crc_errors={decoder.crc_errors} frame_errors={decoder.frame_errors} '
+                 f'range_errors={decoder.range_errors}')
     return lines
 
 
@@ -78,7 +82,7 @@ def test_cpp_decodes_every_frame_vector():
     out = firmware_host.run_driver([f'decode {e["wire"]}' for e in VECTORS['frames']])
     expected = []
     for e in VECTORS['frames']:
-        expected += [frame_line(e), 'counts crc_errors=0 frame_errors=0']
+        expected += [frame_line(e), 'counts crc_errors=0 frame_errors=0 range_errors=0']
     assert out == expected
 
 
@@ -86,7 +90,8 @@ def test_cpp_decodes_every_frame_vector():
 def test_cpp_decodes_every_stream_vector(entry):
     out = firmware_host.run_driver([f'decode {entry["wire"]}'])
     assert [line for line in out if line.startswith('frame ')] == [frame_line(f) for f in entry['frames']]
-    assert out[-1] == f'counts crc_errors={entry["crc_errors"]} frame_errors={entry["frame_errors"]}'
+    assert out[-1] == (f'counts crc_errors={entry["crc_errors"]} frame_errors={entry["frame_errors"]} '
+                       f'range_errors={entry["range_errors"]}')
 
 
 def test_cpp_and_python_decoders_agree_on_random_streams():
@@ -187,3 +192,33 @@ def test_cpp_replies_to_ping_and_hello_request_and_latches_estop():
     telemetry = tx[2].message
     assert (telemetry.steering, telemetry.throttle, telemetry.steering_us) == (3000, 3000, 1650)
     assert telemetry.uptime_ms == 1621 and tx[2].seq == 2
+
+
+def raw_hex(msg_type, body: bytes, seq=0):
+    """A CRC-valid frame with any field values (what a corrupted-but-CRC-valid frame looks like)."""
+    data = bytes((msg_type, seq)) + body
+    return (b'\x00' + p.cobs_encode(data + struct.pack('<H', p.crc16(data))) + b'\x00').hex()
+
+
+def raw_command_hex(steering, throttle, seq=0):
+    return raw_hex(p.MsgType.COMMAND, struct.pack('<hh', steering, throttle), seq)
+
+
+def test_cpp_rejects_out_of_range_commands_and_keeps_the_last_valid_one():
+    """Nothing of a rejected COMMAND is applied; the watchdog still counts from the last valid one."""
+    lines = ['fw_begin 0', f'fw_feed 1600 {command_hex(5000, 2000, 1)}', 'fw_update 1600 0 0',
+             f'fw_feed 1700 {raw_command_hex(32767, 0, 2)}{raw_command_hex(0, -10001, 3)}', 'fw_update 1700 0 0',
+             f'fw_feed 1701 {raw_hex(p.MsgType.ESTOP, bytes([2]), 4)}', 'fw_update 1701 0 0',
+             'fw_update 1849 0 0', 'fw_update 1850 0 0', 'fw_telemetry 1851',
+             f'fw_feed 1900 {command_hex(-5000, 0, 5)}', 'fw_update 1900 0 0']
+    out = firmware_host.run_driver(lines)
+    states = [parse_state(line) for line in out if line.startswith('state')]
+    assert [(s['mode'], s['steering_us'], s['throttle_us']) for s in states[:4]] == [
+        (p.Mode.AUTONOMOUS, 1750, 1600)] * 4
+    assert states[1]['flags'] & p.Flag.RANGE and not states[0]['flags'] & p.Flag.RANGE
+    assert (states[4]['mode'], states[4]['steering_us'], states[4]['trips']) == (p.Mode.FAILSAFE, 1500, 1)
+    telemetry = [p.decode_segment(bytes.fromhex(line.split()[1])[1:-1]).message
+                 for line in out if line.startswith('tx')][0]
+    assert telemetry.ack_seq == 1 and telemetry.frame_errors == 3  # dropped frames include range rejections
+    assert (states[5]['mode'], states[5]['steering_us']) == (p.Mode.AUTONOMOUS, 1250)
+    assert not states[5]['flags'] & p.Flag.RANGE  # cleared by the next valid COMMAND

@@ -33,6 +33,32 @@ def message_from(entry):
 def test_vectors_match_this_protocol_version():
     assert VECTORS['protocol_version'] == [p.PROTOCOL_VERSION_MAJOR, p.PROTOCOL_VERSION_MINOR]
     assert VECTORS['scale'] == p.SCALE and VECTORS['max_encoded_len'] == p.MAX_ENCODED_LEN
+    assert VECTORS['pulse_range_us'] == [p.PULSE_MIN_US, p.PULSE_MAX_US]
+
+
+def test_range_vectors_cover_every_checked_field():
+    names = {e['name'] for e in VECTORS['streams'] if e['range_errors']}
+    assert {'command steering above +1', 'command throttle below -1', 'estop engage 2', 'telemetry mode 77',
+            'telemetry steering 32767', 'telemetry unknown flag bit', 'telemetry steering pulse 0 us',
+            'hello centre below min'} <= names
+
+
+def raw_frame(message, seq=0) -> bytes:
+    """A CRC-valid frame of any field values (pack_body does no range check)."""
+    data = bytes((int(message.TYPE), seq)) + p.pack_body(message)
+    return b'\x00' + p.cobs_encode(data + struct.pack('<H', p.crc16(data))) + b'\x00'
+
+
+def test_impossible_telemetry_is_a_range_error_not_a_frame():
+    """The issue's case: +-32767 would be published as rover/state 3.2767, mode 77 as is."""
+    bad = p.Telemetry(1, 77, 0, 1500, 1500, 32767, -32767, 0, 0, 0, 0, 0, 10)
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_segment(raw_frame(bad)[1:-1])
+    assert info.value.kind == 'range' and 'mode 77' in str(info.value)
+    decoder = p.StreamDecoder()
+    assert decoder.feed(raw_frame(bad) * 3) == []
+    assert (decoder.range_errors, decoder.crc_errors, decoder.frame_errors) == (3, 0, 0)
+    assert 'TELEMETRY' in decoder.last_error
 
 
 @pytest.mark.parametrize('entry', VECTORS['crc16_ccitt_false'], ids=lambda e: e['data'][:12] or 'empty')
@@ -77,7 +103,8 @@ def test_stream_vectors(entry):
     decoder = p.StreamDecoder()
     frames = decoder.feed(bytes.fromhex(entry['wire']))
     assert [(f.seq, f.message) for f in frames] == [(e['seq'], message_from(e)) for e in entry['frames']]
-    assert (decoder.crc_errors, decoder.frame_errors) == (entry['crc_errors'], entry['frame_errors'])
+    assert (decoder.crc_errors, decoder.frame_errors, decoder.range_errors) == (
+        entry['crc_errors'], entry['frame_errors'], entry['range_errors'])
 
 
 @pytest.mark.parametrize('entry', VECTORS['streams'], ids=lambda e: e['name'])
@@ -93,7 +120,8 @@ def test_stream_vectors_survive_any_split_into_reads(entry):
             frames += decoder.feed(wire[i:i + n])
             i += n
         assert [(f.seq, f.message) for f in frames] == [(e['seq'], message_from(e)) for e in entry['frames']]
-        assert (decoder.crc_errors, decoder.frame_errors) == (entry['crc_errors'], entry['frame_errors'])
+        assert (decoder.crc_errors, decoder.frame_errors, decoder.range_errors) == (
+            entry['crc_errors'], entry['frame_errors'], entry['range_errors'])
 
 
 # ---- layouts and helpers ----
@@ -182,12 +210,26 @@ u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
 i16 = st.integers(-0x8000, 0x7FFF)
 u32 = st.integers(0, 0xFFFFFFFF)
+normalized = st.integers(-p.SCALE, p.SCALE)
+pulse = st.integers(p.PULSE_MIN_US, p.PULSE_MAX_US)
+limits = st.lists(pulse, min_size=3, max_size=3).map(sorted)
+
+
+def _hello(major, minor, periods, steering, throttle):
+    return p.Hello(major, minor, *periods, *steering, *throttle)
+
+
+valid_hellos = st.builds(_hello, st.just(p.PROTOCOL_VERSION_MAJOR), u8,
+                         st.tuples(st.integers(1, 0xFFFF), st.integers(1, 0xFFFF), u16), limits, limits)
+other_version_hellos = st.builds(p.Hello, u8.filter(lambda v: v != p.PROTOCOL_VERSION_MAJOR),
+                                 u8, u16, u16, u16, u16, u16, u16, u16, u16, u16)
 messages = st.one_of(
-    st.builds(p.Hello, u8, u8, u16, u16, u16, u16, u16, u16, u16, u16, u16),
+    valid_hellos, other_version_hellos,
     st.just(p.HelloRequest()),
-    st.builds(p.Command, i16, i16),
+    st.builds(p.Command, normalized, normalized),
     st.builds(p.Estop, st.integers(0, 1)),
-    st.builds(p.Telemetry, u8, u8, u8, u16, u16, i16, i16, u16, u16, u16, u16, u16, u32),
+    st.builds(p.Telemetry, u8, st.sampled_from(list(p.Mode)), st.integers(0, p.KNOWN_FLAGS), pulse, pulse,
+              normalized, normalized, u16, u16, u16, u16, u16, u32),
     st.builds(p.Ping, u32),
     st.builds(p.Pong, u32),
 )
@@ -228,3 +270,16 @@ def test_a_corrupted_byte_loses_only_its_own_frame(frames, position, xor):
     got = p.StreamDecoder().feed(b''.join(encoded))
     expected = [p.Frame(seq, m) for i, (seq, m) in enumerate(frames) if i != target]
     assert got == expected
+
+
+@given(st.one_of(
+    st.builds(p.Command, i16, i16).filter(lambda m: max(abs(m.steering), abs(m.throttle)) > p.SCALE),
+    st.builds(p.Estop, st.integers(2, 255)),
+    st.builds(p.Telemetry, u8, u8, u8, u16, u16, i16, i16, u16, u16, u16, u16, u16, u32).filter(
+        lambda m: m.mode > 4 or m.flags & ~p.KNOWN_FLAGS or max(abs(m.steering), abs(m.throttle)) > p.SCALE
+        or not (p.PULSE_MIN_US <= m.steering_us <= p.PULSE_MAX_US))))
+def test_any_out_of_range_message_is_counted_and_dropped(message):
+    good = p.encode(p.Ping(9), 1)
+    decoder = p.StreamDecoder()
+    assert decoder.feed(raw_frame(message) + good) == [p.Frame(1, p.Ping(9))]
+    assert (decoder.range_errors, decoder.crc_errors, decoder.frame_errors) == (1, 0, 0)

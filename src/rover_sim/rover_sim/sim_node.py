@@ -7,7 +7,9 @@
   camera_info).
 
 The bridge opens `serial_link` as if it were the Arduino's USB port, so the
-loop closes through the real policy and bridge nodes and real topics.
+loop closes through the real policy and bridge nodes and real topics. Each run
+needs a link of its own (rover.graph computes one with `run_link_path` and
+passes it to the sim and the bridge); a link another running sim owns is refused.
 """
 import math
 import threading
@@ -27,14 +29,17 @@ from rover_common.stats import RateMeter
 from rover_sim.track import StadiumTrack, render_floor
 from rover_sim.track_camera import CameraMount, TrackCamera
 from rover_sim.vehicle_model import BicycleModel
-from rover_sim.virtual_arduino import VirtualArduino
+from rover_sim.virtual_arduino import LinkInUse, VirtualArduino, run_link_path
 
 
 class SimNode(Node):
     def __init__(self):
         super().__init__('sim')
-        self.link = declare(self, 'serial_link', '/tmp/rover_sim_arduino',
-                            'Path of the symlink to the virtual Arduino pty; the bridge opens it.')
+        self.link = declare(self, 'serial_link', '',
+                            'Path of the symlink to the virtual Arduino pty; the bridge opens it '
+                            '(empty: a per-run path from the ROS domain, namespace and this pid).')
+        if not self.link:
+            self.link = run_link_path(self.get_namespace())
         width = declare(self, 'width', 640, 'Camera image width in pixels.', min_value=16, max_value=4096)
         height = declare(self, 'height', 360, 'Camera image height in pixels.', min_value=16, max_value=4096)
         self.fps = declare(self, 'fps', 30.0, 'Camera frame rate (Hz).', min_value=1.0, max_value=120.0)
@@ -52,6 +57,8 @@ class SimNode(Node):
         try:
             self.arduino = VirtualArduino(link=self.link, model=BicycleModel(x=x, y=y, yaw=yaw))
             self.arduino.start()
+        except LinkInUse as exc:
+            raise ConfigError(str(exc)) from exc
         except OSError as exc:
             raise ConfigError(f'cannot create the virtual Arduino link {self.link}: {exc}') from exc
 

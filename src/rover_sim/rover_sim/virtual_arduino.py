@@ -1,7 +1,7 @@
 """A virtual Arduino on a pseudo-terminal: the rover firmware without the hardware.
 
 `FirmwareCore` mirrors `rover_bridge/firmware/rover_firmware/rover_protocol.h` line
-for line (arming, watchdog, e-stop latch, manual override, clamping, replies) and
+for line (arming, watchdog, e-stop latch, manual override, range rejection, replies) and
 reuses the Python codec; a test runs the same timelines through both and compares
 every output. `VirtualArduino` runs it on the master end of a pty, like the board
 behind /dev/ttyACM0: the bridge opens the slave end (or a stable symlink to it,
@@ -9,6 +9,9 @@ like /dev/serial/by-id/...), the board "resets" when the port is opened and send
 HELLO after a boot delay, then TELEMETRY at a fixed rate, and drives a
 `BicycleModel` with the outputs it applies. Tests use its fault injection
 (garbage, corrupt frames, unplug/replug, reset) and read its state thread-safely.
+A link path is owned through an flock on `<link>.lock` (`LinkLock`): a second
+instance refuses the live link of a running one (`LinkInUse`) instead of taking
+over its port; `run_link_path` gives each run a path of its own.
 
 CLI: python -m rover_sim.virtual_arduino --link /tmp/rover_arduino
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import fcntl
 import math
 import os
 import random
@@ -24,11 +28,13 @@ import select
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 import tty
 from typing import NamedTuple
 
+from rover_bridge import firmware_host
 from rover_bridge import protocol as p
 from rover_sim.vehicle_model import BicycleModel, Pose
 
@@ -38,25 +44,32 @@ U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 
 
+# The firmware's compile-time defaults, read from rover_protocol.h: one truth for both twins.
+_DEFAULTS = firmware_host.firmware_defaults()
+
+
 @dataclasses.dataclass(frozen=True)
 class FirmwareConfig:
     """The firmware's compile-time constants (defaults = rover_protocol.h defaults)."""
-    watchdog_ms: int = 250
-    arming_ms: int = 1500
-    telemetry_period_ms: int = 20
-    steering_min_us: int = 1000
-    steering_center_us: int = 1500
-    steering_max_us: int = 2000
-    throttle_min_us: int = 1000
-    throttle_neutral_us: int = 1500
-    throttle_max_us: int = 2000
-    rc_manual_override: bool = False
+    watchdog_ms: int = _DEFAULTS['WATCHDOG_MS']
+    arming_ms: int = _DEFAULTS['ARMING_MS']
+    telemetry_period_ms: int = _DEFAULTS['TELEMETRY_MS']
+    steering_min_us: int = _DEFAULTS['STEERING_MIN_US']
+    steering_center_us: int = _DEFAULTS['STEERING_CENTER_US']
+    steering_max_us: int = _DEFAULTS['STEERING_MAX_US']
+    throttle_min_us: int = _DEFAULTS['THROTTLE_MIN_US']
+    throttle_neutral_us: int = _DEFAULTS['THROTTLE_NEUTRAL_US']
+    throttle_max_us: int = _DEFAULTS['THROTTLE_MAX_US']
+    rc_manual_override: bool = bool(_DEFAULTS['RC_MANUAL_OVERRIDE'])
 
     def __post_init__(self):
         if not self.steering_min_us <= self.steering_center_us <= self.steering_max_us:
             raise ValueError('steering limits out of order (need min <= center <= max)')
         if not self.throttle_min_us <= self.throttle_neutral_us <= self.throttle_max_us:
             raise ValueError('throttle limits out of order (need min <= neutral <= max)')
+        if not (p.PULSE_MIN_US <= min(self.steering_min_us, self.throttle_min_us)
+                and max(self.steering_max_us, self.throttle_max_us) <= p.PULSE_MAX_US):
+            raise ValueError(f'pulse limits outside [{p.PULSE_MIN_US}, {p.PULSE_MAX_US}] us')
         if self.watchdog_ms <= 0 or self.telemetry_period_ms <= 0 or self.arming_ms < 0:
             raise ValueError('watchdog_ms and telemetry_period_ms must be > 0, arming_ms >= 0')
 
@@ -115,7 +128,7 @@ class FirmwareCore:
         self.ack_seq = 0
         self.tx_seq = 0
         self.estop = False
-        self.clamped = False
+        self.range_flag = False
         self.arming = True
         self.tripped = True
         self.watchdog_trips = 0
@@ -131,26 +144,45 @@ class FirmwareCore:
         return seq
 
     def on_bytes(self, data: bytes, now_ms: int) -> list[bytes]:
-        """Feed received bytes; returns the reply frames (PONG, HELLO) to send, in order."""
+        """Feed received bytes; returns the reply frames (PONG, HELLO) to send, in order.
+
+        One delimiter at a time (each ends at most one frame), so a range rejection
+        and a valid COMMAND in one read set and clear the RANGE flag in wire order,
+        as the firmware's byte-by-byte parser does. An out-of-range frame applies
+        nothing: the last valid command and its watchdog keep running.
+        """
         replies = []
         now_ms &= U32
-        for seq, message in self.parser.feed(data):
-            if self.on_frame is not None:
-                self.on_frame(seq, message, now_ms)
-            if isinstance(message, p.Command):
-                s = clamp_normalized(message.steering)
-                t = clamp_normalized(message.throttle)
-                self.clamped = s != message.steering or t != message.throttle
-                self.cmd = (s, t)
-                self.have_cmd = True
-                self.last_cmd_ms = now_ms
-                self.ack_seq = seq
-            elif isinstance(message, p.Estop):
-                self.estop = message.engage != 0
-            elif isinstance(message, p.Ping):
-                replies.append(p.encode(p.Pong(message.token), self._next_seq()))
-            elif isinstance(message, p.HelloRequest):
-                replies.append(self.hello_frame())
+        data = bytes(data)
+        start = 0
+        while start < len(data):
+            end = data.find(b'\x00', start)
+            end = len(data) if end < 0 else end + 1
+            rejected = self.parser.range_errors
+            frames = self.parser.feed(data[start:end])
+            if self.parser.range_errors != rejected:
+                self.range_flag = True
+            for seq, message in frames:
+                replies += self._on_message(seq, message, now_ms)
+            start = end
+        return replies
+
+    def _on_message(self, seq: int, message, now_ms: int) -> list[bytes]:
+        if self.on_frame is not None:
+            self.on_frame(seq, message, now_ms)
+        replies = []
+        if isinstance(message, p.Command):
+            self.cmd = (message.steering, message.throttle)
+            self.range_flag = False
+            self.have_cmd = True
+            self.last_cmd_ms = now_ms
+            self.ack_seq = seq
+        elif isinstance(message, p.Estop):
+            self.estop = message.engage != 0
+        elif isinstance(message, p.Ping):
+            replies.append(p.encode(p.Pong(message.token), self._next_seq()))
+        elif isinstance(message, p.HelloRequest):
+            replies.append(self.hello_frame())
         return replies
 
     def _rc_present(self) -> bool:
@@ -214,8 +246,8 @@ class FirmwareCore:
             f |= p.Flag.ARMING
         if self._rc_present():
             f |= p.Flag.RC_PRESENT
-        if self.clamped:
-            f |= p.Flag.CLAMPED
+        if self.range_flag:
+            f |= p.Flag.RANGE
         return int(f)
 
     def applied_normalized(self) -> tuple[int, int]:
@@ -228,13 +260,79 @@ class FirmwareCore:
         return p.Telemetry(
             self.ack_seq, int(self.mode), self.flags(), self.steering_us, self.throttle_us, steering, throttle,
             self.rc_steering_us, self.rc_throttle_us, self.parser.crc_errors & U16,
-            self.parser.frame_errors & U16, self.watchdog_trips, ((now_ms & U32) - self.boot_ms) & U32)
+            (self.parser.frame_errors + self.parser.range_errors) & U16,  # all dropped frames, as the firmware
+            self.watchdog_trips, ((now_ms & U32) - self.boot_ms) & U32)
 
     def telemetry_frame(self, now_ms: int) -> bytes:
         return p.encode(self.telemetry(now_ms), self._next_seq())
 
 
 # ---- the virtual board on a pty ----
+
+def run_link_path(namespace: str = '', domain_id: str | None = None, run_id: int | None = None) -> str:
+    """A link path of its own for one run of the simulated rover.
+
+    Under $XDG_RUNTIME_DIR (else the temp dir), named after the ROS domain, the
+    namespace and the run (the launching process's pid by default), so two demos
+    or two namespaced sims never open each other's board. Compute it once per run
+    and give the same path to the sim (`serial_link`) and the bridge (`port`).
+    """
+    base = os.environ.get('XDG_RUNTIME_DIR', '')
+    if not (base and os.path.isdir(base) and os.access(base, os.W_OK)):
+        base = tempfile.gettempdir()
+    domain = os.environ.get('ROS_DOMAIN_ID', '0') if domain_id is None else str(domain_id)
+    parts = ['rover_sim_arduino', f'd{domain or 0}']
+    ns = namespace.strip('/').replace('/', '_')
+    if ns:
+        parts.append(ns)
+    parts.append(str(os.getpid() if run_id is None else run_id))
+    return os.path.join(base, '-'.join(parts))
+
+
+class LinkInUse(FileExistsError):
+    """The link path belongs to another running virtual Arduino."""
+
+
+class LinkLock:
+    """Ownership of a link path: an flock on `<link>.lock`, held while the board runs.
+
+    The kernel drops the lock when its owner dies, so a link left behind by a
+    crash is replaced, while the live link of another running instance is
+    refused with a clear error. The firmware runner (tests/firmware) uses the same lock.
+    """
+
+    def __init__(self, link: str):
+        self.link = link
+        self.path = f'{link}.lock'
+        self._fd = None
+
+    def acquire(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors='replace').strip() or '?'
+                os.close(fd)
+                raise LinkInUse(f'{self.link} is the live link of another virtual Arduino (pid {owner}); '
+                                'refusing to replace it: give this run its own serial_link') from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not unlinked by its previous owner between our open and our lock
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = None
+
 
 class Applied(NamedTuple):
     steering: float        # normalized outputs being applied
@@ -282,6 +380,7 @@ class VirtualArduino:
         self._t0 = clock()
         self._last_physics = None
         self._next_telemetry = 0.0
+        self._link_lock = LinkLock(link) if link else None
         self._commands = collections.deque(maxlen=log_size)
         self._estops = collections.deque(maxlen=log_size)
         self._counters = collections.Counter()
@@ -289,8 +388,16 @@ class VirtualArduino:
 
     # -- lifecycle --
     def start(self) -> 'VirtualArduino':
+        """Raises LinkInUse when another running instance owns the link."""
         with self._lock:
-            self._open_pty()
+            if self._link_lock is not None:
+                self._link_lock.acquire()
+            try:
+                self._open_pty()
+            except OSError:
+                if self._link_lock is not None:
+                    self._link_lock.release()
+                raise
             now = self._clock()
             self._last_physics = now
             if not self.reset_on_open:
@@ -307,6 +414,8 @@ class VirtualArduino:
             self._thread = None
         with self._lock:
             self._close_pty()
+            if self._link_lock is not None:
+                self._link_lock.release()
 
     def __enter__(self):
         return self.start()
@@ -401,6 +510,7 @@ class VirtualArduino:
             counts = dict(self._counters)
             counts['crc_errors'] = self._core.parser.crc_errors
             counts['frame_errors'] = self._core.parser.frame_errors
+            counts['range_errors'] = self._core.parser.range_errors
             counts['watchdog_trips'] = self._core.watchdog_trips
             counts['peer_open'] = int(self._peer_open)
             return counts

@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -262,3 +263,74 @@ def test_cli_serves_the_link_and_exits_cleanly(tmp_path):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
     assert not os.path.lexists(link)
+
+
+def raw_frame(message, seq=0) -> bytes:
+    """A CRC-valid frame of any field values (what CRC-colliding noise looks like)."""
+    data = bytes((int(message.TYPE), seq)) + p.pack_body(message)
+    return b'\x00' + p.cobs_encode(data + p.crc16(data).to_bytes(2, 'little')) + b'\x00'
+
+
+def test_core_rejects_out_of_range_commands_and_keeps_the_last_valid_one():
+    core = FirmwareCore(FirmwareConfig(arming_ms=0))
+    core.on_bytes(p.encode(p.Command(5000, 2000), 1), 0)
+    core.update(0)
+    # Rejected whole (no clamping), flagged and counted; an ESTOP(2) is no e-stop either.
+    core.on_bytes(raw_frame(p.Command(32767, 0), 2) + raw_frame(p.Command(0, -10001), 3)
+                  + raw_frame(p.Estop(2), 4), 100)
+    core.update(100)
+    assert (core.mode, core.steering_us, core.throttle_us) == (p.Mode.AUTONOMOUS, 1750, 1600)
+    assert core.flags() & p.Flag.RANGE and core.parser.range_errors == 3
+    telemetry = core.telemetry(100)
+    assert (telemetry.ack_seq, telemetry.frame_errors) == (1, 3)
+    core.update(249)
+    assert core.mode == p.Mode.AUTONOMOUS
+    core.update(250)  # the watchdog counts from the last valid COMMAND (t=0), not the rejected ones
+    assert (core.mode, core.steering_us) == (p.Mode.FAILSAFE, 1500)
+    core.on_bytes(p.encode(p.Command(-5000, 0), 5), 260)
+    core.update(260)
+    assert core.steering_us == 1250 and not core.flags() & p.Flag.RANGE
+
+
+def test_defaults_come_from_the_firmware_header():
+    from rover_bridge import firmware_host
+    defaults = firmware_host.firmware_defaults()
+    config = FirmwareConfig()
+    assert (config.watchdog_ms, config.telemetry_period_ms, config.arming_ms) == (
+        defaults['WATCHDOG_MS'], defaults['TELEMETRY_MS'], defaults['ARMING_MS'])
+    assert (defaults['WATCHDOG_MS'], defaults['TELEMETRY_MS']) == (250, 20)  # what PROTOCOL.md documents
+
+
+def test_run_link_paths_differ_by_domain_namespace_and_run(tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
+    monkeypatch.setenv('ROS_DOMAIN_ID', '17')
+    path = va_mod.run_link_path('/car1', run_id=42)
+    assert path == str(tmp_path / 'rover_sim_arduino-d17-car1-42')
+    others = {va_mod.run_link_path('/car2', run_id=42), va_mod.run_link_path('/car1', run_id=43),
+              va_mod.run_link_path('/car1', domain_id='18', run_id=42), va_mod.run_link_path()}
+    assert path not in others and len(others) == 4
+    monkeypatch.delenv('XDG_RUNTIME_DIR')
+    assert os.path.dirname(va_mod.run_link_path()) == tempfile.gettempdir()
+
+
+def test_refuses_to_take_over_the_live_link_of_another_instance(tmp_path):
+    link = str(tmp_path / 'arduino')
+    proc = subprocess.Popen([sys.executable, '-m', 'rover_sim.virtual_arduino', '--link', link,
+                             '--status-period', '0'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    try:
+        assert proc.stdout.readline().startswith(f'virtual arduino: {link} -> /dev/pts/')
+        target = os.readlink(link)
+        with pytest.raises(va_mod.LinkInUse, match=rf'live link of another virtual Arduino \(pid {proc.pid}\)'):
+            VirtualArduino(link=link).start()
+        assert os.readlink(link) == target  # untouched: the first board keeps its port
+        second = subprocess.run([sys.executable, '-m', 'rover_sim.virtual_arduino', '--link', link],
+                                capture_output=True, text=True, timeout=20)
+        assert second.returncode == 2 and 'refusing to replace it' in second.stderr
+    finally:
+        proc.kill()  # dies without cleaning up: its link and lock file stay behind
+        proc.wait(timeout=5)
+    assert os.path.islink(link)
+    with VirtualArduino(link=link) as board:  # a dead owner's link is replaced
+        assert os.readlink(link) == board.device
+    assert not os.path.lexists(link) and not os.path.lexists(link + '.lock')

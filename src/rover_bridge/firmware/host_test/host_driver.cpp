@@ -8,7 +8,7 @@
 //   cobs_encode HEX              -> hex HEX
 //   cobs_decode HEX              -> hex HEX | error
 //   encode TYPE SEQ V1 V2 ...    -> hex WIRE            (field values in PROTOCOL.md order)
-//   decode HEX                   -> frame TYPE SEQ k=v ... | crc_error | frame_error ..., then counts ...
+//   decode HEX                   -> frame TYPE SEQ k=v ... | crc_error | frame_error | range_error ..., then counts
 //   fw_begin MS | fw_feed MS HEX | fw_update MS RC_S RC_T | fw_telemetry MS | fw_hello | config
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,9 +198,12 @@ int main() {
           printf("crc_error\n");
         } else if (r == FrameParser::FRAME_ERROR) {
           printf("frame_error\n");
+        } else if (r == FrameParser::RANGE_ERROR) {
+          printf("range_error\n");
         }
       }
-      printf("counts crc_errors=%u frame_errors=%u\n", parser.crc_errors, parser.frame_errors);
+      printf("counts crc_errors=%u frame_errors=%u range_errors=%u\n", parser.crc_errors, parser.frame_errors,
+             parser.range_errors);
     } else if (cmd == "fw_begin") {
       unsigned long ms;
       in >> ms;

@@ -1,23 +1,23 @@
 // Rover firmware for an Arduino Uno/Nano: serial COMMANDs from the bridge -> servo + ESC pulses.
 //
-// All protocol, watchdog and clamping logic is in rover_protocol.h (host-tested with g++);
-// this sketch only wires it to Serial, Servo and the optional RC receiver inputs.
+// All protocol, watchdog and range-check logic is in rover_protocol.h (host-tested with g++);
+// this sketch only wires it to Serial, Timer1 and the optional RC receiver inputs.
+// No library beyond the Arduino core: the pulses come from Timer1's hardware PWM.
 // Build: arduino-cli compile --fqbn arduino:avr:uno src/rover_bridge/firmware/rover_firmware
+//        (or `make firmware` with Debian's arduino-core-avr)
 // Limits and timings are compile-time constants (see the top of rover_protocol.h), e.g.
 //   --build-property "compiler.cpp.extra_flags=-DROVER_THROTTLE_MAX_US=1700"
-#include <Servo.h>
-
 #include "rover_protocol.h"
 
 #ifndef ROVER_BAUD
 #define ROVER_BAUD 115200
 #endif
-#ifndef ROVER_STEERING_PIN
+// Timer1's outputs on the Uno/Nano (ATmega328P): OC1A = PB1 = pin 9, OC1B = PB2 = pin 10. Fixed by the hardware.
 #define ROVER_STEERING_PIN 9
-#endif
-#ifndef ROVER_THROTTLE_PIN
 #define ROVER_THROTTLE_PIN 10
-#endif
+// Timer1 at F_CPU / 8 = 2 MHz: 0.5 us per tick; TOP = 40000 ticks = a 20 ms (50 Hz) servo frame.
+#define ROVER_PWM_TICKS_PER_US 2
+#define ROVER_PWM_PERIOD_TICKS 40000U
 // RC receiver inputs on the two external-interrupt pins of the Uno/Nano (2 and 3); 0 = not wired.
 #ifndef ROVER_RC_INPUT
 #define ROVER_RC_INPUT 0
@@ -27,8 +27,6 @@
 #define ROVER_RC_TIMEOUT_MS 100  // no pulse for this long -> "no signal"
 
 static rover::Firmware firmware;
-static Servo steering_servo;
-static Servo throttle_esc;
 static uint8_t tx_buffer[rover::MAX_WIRE_LEN];
 static uint32_t last_telemetry_ms;
 static uint16_t written_steering_us;
@@ -60,15 +58,31 @@ static uint16_t rc_read(uint8_t channel, uint32_t now_ms) {
 }
 #endif
 
+// Fast PWM mode 14 (TOP = ICR1), non-inverting on OC1A/OC1B: the pins go high at BOTTOM and
+// low at the compare match, so a pulse is OCR1x + 1 ticks. No interrupts are involved, so
+// serial traffic can never jitter the pulses.
+static void pwm_begin() {
+  TCCR1A = 0;
+  TCCR1B = 0;
+  ICR1 = ROVER_PWM_PERIOD_TICKS - 1;
+  OCR1A = static_cast<uint16_t>(firmware.steering_us() * ROVER_PWM_TICKS_PER_US - 1);
+  OCR1B = static_cast<uint16_t>(firmware.throttle_us() * ROVER_PWM_TICKS_PER_US - 1);
+  TCNT1 = 0;
+  DDRB |= _BV(DDB1) | _BV(DDB2);  // pins 9 and 10 as outputs
+  TCCR1A = _BV(COM1A1) | _BV(COM1B1) | _BV(WGM11);
+  TCCR1B = _BV(WGM13) | _BV(WGM12) | _BV(CS11);  // prescaler 8: starts the timer
+}
+
 static void write_outputs() {
-  // Servo.writeMicroseconds only when changed: keeps the loop short.
+  // OCR1x are double-buffered in this mode: a new width starts with the next frame, never mid-pulse.
+  // Written only when changed; no ISR touches Timer1's 16-bit registers, so the writes need no lock.
   if (firmware.steering_us() != written_steering_us) {
     written_steering_us = firmware.steering_us();
-    steering_servo.writeMicroseconds(written_steering_us);
+    OCR1A = static_cast<uint16_t>(written_steering_us * ROVER_PWM_TICKS_PER_US - 1);
   }
   if (firmware.throttle_us() != written_throttle_us) {
     written_throttle_us = firmware.throttle_us();
-    throttle_esc.writeMicroseconds(written_throttle_us);
+    OCR1B = static_cast<uint16_t>(written_throttle_us * ROVER_PWM_TICKS_PER_US - 1);
   }
 }
 
@@ -76,12 +90,9 @@ void setup() {
   // Neutral pulses first: the ESC arms on the neutral it sees at power-up.
   uint32_t now = millis();
   firmware.begin(now);
-  steering_servo.attach(ROVER_STEERING_PIN, ROVER_STEERING_MIN_US, ROVER_STEERING_MAX_US);
-  throttle_esc.attach(ROVER_THROTTLE_PIN, ROVER_THROTTLE_MIN_US, ROVER_THROTTLE_MAX_US);
   written_steering_us = firmware.steering_us();
   written_throttle_us = firmware.throttle_us();
-  steering_servo.writeMicroseconds(written_steering_us);
-  throttle_esc.writeMicroseconds(written_throttle_us);
+  pwm_begin();
 #if ROVER_RC_INPUT
   pinMode(ROVER_RC_STEERING_PIN, INPUT);
   pinMode(ROVER_RC_THROTTLE_PIN, INPUT);

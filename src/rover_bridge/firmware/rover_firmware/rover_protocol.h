@@ -12,6 +12,8 @@
 #include <string.h>
 
 // ---- compile-time configuration (override with -D or before the include) ----
+// These #defines are the one place the defaults live: the Python twin
+// (rover_sim.virtual_arduino.FirmwareConfig) reads them from this file.
 #ifndef ROVER_WATCHDOG_MS
 #define ROVER_WATCHDOG_MS 250  // no valid COMMAND for this long -> neutral
 #endif
@@ -39,25 +41,34 @@
 #ifndef ROVER_THROTTLE_MAX_US
 #define ROVER_THROTTLE_MAX_US 2000
 #endif
+#ifndef ROVER_PROTOCOL_VERSION_MAJOR
+#define ROVER_PROTOCOL_VERSION_MAJOR 1  // change only to test a bridge refusing another version
+#endif
 #ifndef ROVER_RC_MANUAL_OVERRIDE
 #define ROVER_RC_MANUAL_OVERRIDE 0  // 1: valid RC receiver pulses take over (MANUAL mode)
 #endif
 
 namespace rover {
 
-const uint8_t PROTOCOL_VERSION_MAJOR = 1;
-const uint8_t PROTOCOL_VERSION_MINOR = 0;
+const uint8_t PROTOCOL_VERSION_MAJOR = ROVER_PROTOCOL_VERSION_MAJOR;
+const uint8_t PROTOCOL_VERSION_MINOR = 1;
 const int16_t SCALE = 10000;  // normalized [-1, 1] in units of 1/SCALE
 const uint8_t MAX_ENCODED_LEN = 64;
 const uint8_t MAX_PAYLOAD_LEN = MAX_ENCODED_LEN - 1;
 const uint8_t MAX_WIRE_LEN = MAX_ENCODED_LEN + 2;  // with both delimiters
 const uint16_t RC_MIN_VALID_US = 800;
 const uint16_t RC_MAX_VALID_US = 2200;
+// Range checks: no firmware build can output a pulse outside this window (PROTOCOL.md).
+const uint16_t PULSE_MIN_US = 500;
+const uint16_t PULSE_MAX_US = 2500;
 
 static_assert(ROVER_STEERING_MIN_US <= ROVER_STEERING_CENTER_US &&
               ROVER_STEERING_CENTER_US <= ROVER_STEERING_MAX_US, "steering limits out of order");
 static_assert(ROVER_THROTTLE_MIN_US <= ROVER_THROTTLE_NEUTRAL_US &&
               ROVER_THROTTLE_NEUTRAL_US <= ROVER_THROTTLE_MAX_US, "throttle limits out of order");
+static_assert(ROVER_STEERING_MIN_US >= PULSE_MIN_US && ROVER_STEERING_MAX_US <= PULSE_MAX_US &&
+              ROVER_THROTTLE_MIN_US >= PULSE_MIN_US && ROVER_THROTTLE_MAX_US <= PULSE_MAX_US,
+              "pulse limits outside [PULSE_MIN_US, PULSE_MAX_US]");
 
 enum MsgType {
   MSG_HELLO = 0x01,
@@ -76,8 +87,9 @@ enum Flags {
   FLAG_ESTOP = 0x02,
   FLAG_ARMING = 0x04,
   FLAG_RC_PRESENT = 0x08,
-  FLAG_CLAMPED = 0x10,
+  FLAG_RANGE = 0x10,  // a frame was rejected for out-of-range fields since the last valid COMMAND
 };
+const uint8_t KNOWN_FLAGS = FLAG_WATCHDOG | FLAG_ESTOP | FLAG_ARMING | FLAG_RC_PRESENT | FLAG_RANGE;
 
 const uint8_t HELLO_SIZE = 20;
 const uint8_t HELLO_REQUEST_SIZE = 0;
@@ -272,10 +284,37 @@ inline size_t encode_frame(uint8_t type, uint8_t seq, const uint8_t* body, uint8
   return n + 2;
 }
 
+// ---- range checks: a CRC-valid frame with impossible fields is dropped (same rules as protocol.py) ----
+inline bool normalized_ok(const uint8_t* p) {
+  int16_t v = get_i16(p);
+  return v >= -SCALE && v <= SCALE;
+}
+inline bool pulse_ok(const uint8_t* p) {
+  uint16_t v = get_u16(p);
+  return v >= PULSE_MIN_US && v <= PULSE_MAX_US;
+}
+inline bool limits_ok(const uint8_t* p) {  // min, centre, max: ordered, inside the pulse window
+  return pulse_ok(p) && pulse_ok(p + 4) && get_u16(p) <= get_u16(p + 2) && get_u16(p + 2) <= get_u16(p + 4);
+}
+// body has the size of its type. A HELLO of another major version is not checked (it must be refusable).
+inline bool fields_in_range(uint8_t type, const uint8_t* body) {
+  switch (type) {
+    case MSG_COMMAND: return normalized_ok(body) && normalized_ok(body + 2);
+    case MSG_ESTOP: return body[0] <= 1;
+    case MSG_TELEMETRY:
+      return body[1] <= MODE_ESTOP && (body[2] & ~KNOWN_FLAGS) == 0 && pulse_ok(body + 3) && pulse_ok(body + 5) &&
+             normalized_ok(body + 7) && normalized_ok(body + 9);
+    case MSG_HELLO:
+      return body[0] != PROTOCOL_VERSION_MAJOR ||
+             (get_u16(body + 2) != 0 && get_u16(body + 4) != 0 && limits_ok(body + 8) && limits_ok(body + 14));
+    default: return true;
+  }
+}
+
 // ---- stream parser: one byte at a time, resynchronising on every 0x00 ----
 class FrameParser {
  public:
-  enum Result { NONE = 0, FRAME = 1, CRC_ERROR = 2, FRAME_ERROR = 3 };
+  enum Result { NONE = 0, FRAME = 1, CRC_ERROR = 2, FRAME_ERROR = 3, RANGE_ERROR = 4 };
 
   FrameParser() { reset(); }
   void reset() {
@@ -283,6 +322,7 @@ class FrameParser {
     overflow_ = false;
     crc_errors = 0;
     frame_errors = 0;
+    range_errors = 0;
   }
 
   Result feed(uint8_t byte) {
@@ -319,6 +359,10 @@ class FrameParser {
       ++frame_errors;
       return FRAME_ERROR;
     }
+    if (!fields_in_range(payload_[0], payload_ + 2)) {
+      ++range_errors;
+      return RANGE_ERROR;
+    }
     return FRAME;
   }
 
@@ -329,6 +373,7 @@ class FrameParser {
 
   uint16_t crc_errors;
   uint16_t frame_errors;
+  uint16_t range_errors;
 
  private:
   uint8_t buf_[MAX_ENCODED_LEN];
@@ -364,7 +409,7 @@ inline bool elapsed(uint32_t now_ms, uint32_t since_ms, uint32_t duration_ms) {
   return static_cast<uint32_t>(now_ms - since_ms) >= duration_ms;
 }
 
-// ---- the firmware's logic: arming, watchdog, e-stop latch, manual override, clamping ----
+// ---- the firmware's logic: arming, watchdog, e-stop latch, manual override, range rejection ----
 // Time is the Arduino millis() clock (uint32, wraps after 49 days; all comparisons are wrap-safe).
 class Firmware {
  public:
@@ -378,7 +423,7 @@ class Firmware {
     ack_seq_ = 0;
     tx_seq_ = 0;
     estop_ = false;
-    clamped_ = false;
+    range_flag_ = false;
     arming_ = true;
     tripped_ = true;
     watchdog_trips_ = 0;
@@ -389,17 +434,17 @@ class Firmware {
   }
 
   // Feeds one received byte. A reply (HELLO or PONG) is written to reply and its length returned.
+  // An out-of-range frame is rejected whole: nothing applied, the last valid command and
+  // its watchdog keep running.
   size_t on_byte(uint8_t byte, uint32_t now_ms, uint8_t* reply) {
-    if (parser_.feed(byte) != FrameParser::FRAME) return 0;
+    FrameParser::Result result = parser_.feed(byte);
+    if (result == FrameParser::RANGE_ERROR) range_flag_ = true;
+    if (result != FrameParser::FRAME) return 0;
     const uint8_t* body = parser_.body();
     switch (parser_.type()) {
       case MSG_COMMAND: {
-        Command c = unpack_command(body);
-        int16_t s = clamp_normalized(c.steering);
-        int16_t t = clamp_normalized(c.throttle);
-        clamped_ = (s != c.steering) || (t != c.throttle);
-        cmd_.steering = s;
-        cmd_.throttle = t;
+        cmd_ = unpack_command(body);
+        range_flag_ = false;
         have_cmd_ = true;
         last_cmd_ms_ = now_ms;
         ack_seq_ = parser_.seq();
@@ -486,7 +531,7 @@ class Firmware {
     t.rc_steering_us = rc_steering_us_;
     t.rc_throttle_us = rc_throttle_us_;
     t.crc_errors = parser_.crc_errors;
-    t.frame_errors = parser_.frame_errors;
+    t.frame_errors = static_cast<uint16_t>(parser_.frame_errors + parser_.range_errors);  // all dropped frames
     t.watchdog_trips = watchdog_trips_;
     t.uptime_ms = now_ms - boot_ms_;
     return t;
@@ -504,7 +549,7 @@ class Firmware {
     if (estop_) f |= FLAG_ESTOP;
     if (arming_) f |= FLAG_ARMING;
     if (rc_present()) f |= FLAG_RC_PRESENT;
-    if (clamped_) f |= FLAG_CLAMPED;
+    if (range_flag_) f |= FLAG_RANGE;
     return f;
   }
 
@@ -532,7 +577,7 @@ class Firmware {
   uint8_t ack_seq_ = 0;
   uint8_t tx_seq_ = 0;
   bool estop_ = false;
-  bool clamped_ = false;
+  bool range_flag_ = false;
   bool arming_ = true;
   bool tripped_ = true;
   uint16_t watchdog_trips_ = 0;

@@ -1,5 +1,5 @@
 // Minimal stand-in for the Arduino core, just enough to compile and run the sketch on a host.
-// Time and the serial port are driven by the test (sketch_test.cpp).
+// Time, the serial port and the Timer1 registers are driven/read by the test (sketch_test.cpp).
 #ifndef ROVER_STUB_ARDUINO_H
 #define ROVER_STUB_ARDUINO_H
 #include <stddef.h>
@@ -10,6 +10,19 @@
 
 #define INPUT 0
 #define CHANGE 1
+
+// ATmega328P registers the sketch programs (Timer1 PWM on pins 9/10), as plain variables.
+extern uint8_t TCCR1A, TCCR1B, DDRB;
+extern uint16_t ICR1, OCR1A, OCR1B, TCNT1;
+#define _BV(bit) (1 << (bit))
+#define DDB1 1
+#define DDB2 2
+#define WGM11 1
+#define COM1B1 5
+#define COM1A1 7
+#define CS11 1
+#define WGM12 3
+#define WGM13 4
 
 extern unsigned long stub_millis;
 // unsigned long is 32 bits on AVR: return uint32_t so the host wraps like the board.
