@@ -4,15 +4,25 @@ Commands are normalized [-1, 1] (steering + = left, throttle + = forward).
 `Shaping` maps between the command convention and what goes on the wire (trim,
 limit, inversion) and back, so rover/state uses the same convention as rover/cmd.
 `CommandHolder` keeps the newest command for at most `timeout` seconds; stale,
-missing, non-finite or e-stopped means neutral.
+missing, non-finite or e-stopped means neutral. `EstopFile` keeps the e-stop
+latch on disk so that it survives a restart of the bridge.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
+import os
 import threading
 import time
+from typing import NamedTuple
+
+# Neutral steering may differ from the wire's 0 by the steering trim only, and the
+# trim is bounded to this band (normalized; 0.2 is about 1/5 of full lock, more than
+# any servo horn needs). Neutral throttle is always exactly 0.
+STEERING_TRIM_BAND = 0.2
+THROTTLE_TRIM_BAND = 0.2
 
 
 def _clamp(value: float, limit: float = 1.0) -> float:
@@ -34,11 +44,19 @@ class Shaping:
                 raise ValueError(f'{name} must be finite')
         if not (0.0 <= self.max_steering <= 1.0 and 0.0 <= self.max_throttle <= 1.0):
             raise ValueError('max_steering and max_throttle must be within [0, 1]')
+        if abs(self.steering_trim) > STEERING_TRIM_BAND:
+            raise ValueError(f'steering_trim {self.steering_trim} is outside the trim band '
+                             f'+-{STEERING_TRIM_BAND}: re-centre the servo horn instead')
+        if abs(self.throttle_trim) > THROTTLE_TRIM_BAND:
+            raise ValueError(f'throttle_trim {self.throttle_trim} is outside +-{THROTTLE_TRIM_BAND}')
 
     def to_wire(self, steering: float, throttle: float) -> tuple[float, float]:
-        """A sane command -> the normalized values for COMMAND (trim, then limit, then invert)."""
+        """A sane command -> the normalized values for COMMAND (trim, then limit, then invert).
+
+        A commanded throttle of exactly 0 is a stop and stays 0: the trim only shifts motion.
+        """
         s = _clamp(steering + self.steering_trim, self.max_steering)
-        t = _clamp(throttle + self.throttle_trim, self.max_throttle)
+        t = _clamp(throttle + self.throttle_trim, self.max_throttle) if throttle != 0.0 else 0.0
         return (-s if self.invert_steering else s), (-t if self.invert_throttle else t)
 
     def neutral_wire(self) -> tuple[float, float]:
@@ -54,7 +72,7 @@ class Shaping:
         """Applied wire values -> the command convention (inverse of to_wire, limits aside)."""
         s = -steering if self.invert_steering else steering
         t = -throttle if self.invert_throttle else throttle
-        return s - self.steering_trim, t - self.throttle_trim
+        return s - self.steering_trim, (t - self.throttle_trim if t != 0.0 else 0.0)
 
 
 def sanitize(steering: float, throttle: float) -> tuple[float, float, str]:
@@ -77,7 +95,8 @@ class CommandHolder:
     Counters say why a tick sent what it sent.
     """
 
-    def __init__(self, timeout: float, shaping: Shaping | None = None, clock=time.monotonic):
+    def __init__(self, timeout: float, shaping: Shaping | None = None, clock=time.monotonic,
+                 estop: bool = False):
         if not timeout > 0:
             raise ValueError(f'cmd_timeout must be > 0, got {timeout}')
         self.timeout = timeout
@@ -85,7 +104,7 @@ class CommandHolder:
         self._clock = clock
         self._lock = threading.Lock()
         self._command = None  # (steering, throttle, receive time, unusable)
-        self._estop = False
+        self._estop = bool(estop)
         self.counts = collections.Counter()
 
     def submit(self, steering: float, throttle: float, now: float | None = None) -> str:
@@ -100,8 +119,11 @@ class CommandHolder:
         return problem
 
     def set_estop(self, engaged: bool) -> None:
+        """Engage or release; either way the held command is dropped, so a release
+        sends neutral until a command arrives that was sent after it."""
         with self._lock:
             self._estop = bool(engaged)
+            self._command = None
 
     @property
     def estop(self) -> bool:
@@ -146,3 +168,60 @@ class CommandHolder:
         now = self._clock() if now is None else now
         with self._lock:
             return math.inf if self._command is None else now - self._command[2]
+
+
+class EstopState(NamedTuple):
+    engaged: bool
+    reason: str   # who/what last changed it, as written
+    problem: str  # '' when the file was readable (or absent)
+
+
+class EstopFile:
+    """The e-stop latch in a small JSON file, so a respawned bridge starts latched.
+
+    Written on every change: a temporary file beside it, fsync, rename, fsync of the
+    directory, so a crash or power cut leaves the old or the new state, never half a file.
+    A missing file means the latch was never engaged on this machine (released);
+    a file that cannot be read or parsed means latched.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(os.path.expanduser(path))
+
+    def load(self) -> EstopState:
+        try:
+            with open(self.path, encoding='utf-8') as f:
+                data = json.load(f)
+            engaged, reason = data['engaged'], str(data.get('reason', ''))
+        except FileNotFoundError:
+            return EstopState(False, '', '')
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return EstopState(True, '', f'cannot read the e-stop state file {self.path}: {exc!r}')
+        if not isinstance(engaged, bool):
+            return EstopState(True, '', f'e-stop state file {self.path}: "engaged" is {engaged!r}, not true/false')
+        return EstopState(engaged, reason, '')
+
+    def save(self, engaged: bool, reason: str = '') -> None:
+        """Persist the latch atomically; raises OSError when it cannot."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = f'{self.path}.tmp{os.getpid()}'
+        body = json.dumps({'engaged': bool(engaged), 'reason': reason,
+                           'written': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})
+        try:
+            with open(tmp, 'w', encoding='utf-8') as f:
+                f.write(body + '\n')
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself is on disk
+        finally:
+            os.close(fd)

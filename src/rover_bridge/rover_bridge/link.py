@@ -2,8 +2,11 @@
 
 One thread owns the port: it opens it (with backoff while it is missing), waits for
 the firmware's HELLO (the board resets when the port opens) and checks the protocol
-version, then sends COMMAND at a fixed rate from `command_source()`, PINGs for the
-round-trip time and the e-stop state, and decodes TELEMETRY. Partial reads, garbage,
+version, sends the e-stop state, then sends COMMAND at a fixed rate from
+`command_source()`, PINGs for the round-trip time, and decodes TELEMETRY. Every
+HELLO (a connect, or a board that reset and forgot its latch) is answered with
+ESTOP before any COMMAND, and while the latch is engaged every COMMAND is neutral
+whatever `command_source()` says. Partial reads, garbage,
 unplugging and re-enumeration are handled here; callers never block on the port.
 """
 from __future__ import annotations
@@ -71,7 +74,7 @@ class SerialLink:
     """Owns the port on a background thread. All public methods are thread-safe and non-blocking."""
 
     def __init__(self, config: LinkConfig, command_source, neutral_source=None, on_telemetry=None,
-                 on_log=None, clock=time.monotonic):
+                 on_log=None, clock=time.monotonic, estop: bool = False):
         self.config = config
         self._command_source = command_source        # () -> (steering, throttle, reason), wire values
         self._neutral_source = neutral_source or (lambda: (0.0, 0.0))
@@ -98,7 +101,7 @@ class SerialLink:
         self._next_send = 0.0
         self._next_ping = 0.0
         self._next_estop = 0.0
-        self._estop = False
+        self._estop = bool(estop)  # e.g. restored from the bridge's state file
         self._estop_dirty = False
         self._fresh_command = False
         self._last_send_fresh = False
@@ -125,10 +128,14 @@ class SerialLink:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Send neutral (if up), close the port, end the thread."""
+    def request_stop(self) -> None:
+        """Ask the thread to send neutral and close the port, without waiting for it."""
         self._stop.set()
         self._wake()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send neutral (if up), close the port, end the thread."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -172,7 +179,9 @@ class SerialLink:
                 'rtt_p99_ms': self.rtt_ms.percentile(99),
                 'rx_crc_errors': self._decoder.crc_errors,
                 'rx_frame_errors': self._decoder.frame_errors,
+                'rx_range_errors': self._decoder.range_errors,
                 'rx_seq_gaps': self.counts['rx_seq_gaps'],
+                'unexpected_frames': self.counts['unexpected_frames'],
                 'connects': self.counts['connects'],
                 'reconnects': max(0, self.counts['connects'] - 1),
                 'arduino_resets': self.counts['arduino_resets'],
@@ -393,8 +402,9 @@ class SerialLink:
             self._set_state(LinkState.UP)
             self._on_log('info', f'link up on {self.config.port}: firmware protocol '
                                  f'{hello.version_major}.{hello.version_minor}, watchdog {hello.watchdog_ms} ms')
-        if self._estop:  # a rebooted board forgot the latch
-            self._estop_dirty = True
+        # The board just (re)booted or we just connected: tell it the latch before any COMMAND
+        # (a reset board forgot it; one that did not reset may hold a stale one).
+        self._estop_dirty = True
 
     def _handle_telemetry(self, seq: int, telemetry: p.Telemetry, now: float) -> None:
         if self._state != LinkState.UP:
@@ -442,6 +452,8 @@ class SerialLink:
                 self._fresh_command = False
             try:
                 steering, throttle, _reason = self._command_source()
+                if self._estop:  # belt and braces: the latch wins over any command source
+                    steering, throttle = self._neutral_source()
             except Exception as exc:  # a bug upstream must not stop the link: send neutral
                 steering, throttle = self._neutral_source()
                 self._log_problem(f'command source failed, sending neutral: {exc!r}')

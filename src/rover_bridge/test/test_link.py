@@ -161,9 +161,15 @@ def test_estop_latches_on_the_board_and_survives_its_reset(rig):
     assert rig.up()
     rig.link.set_estop(True)
     assert wait_for(lambda: rig.board.applied().mode == p.Mode.ESTOP, 1.0)  # (after the short arming)
+    reset = time.monotonic()
     rig.board.reset()  # the board forgets its latch ...
-    assert wait_for(lambda: rig.link.counts['arduino_resets'] == 1, 3.0)
-    assert wait_for(lambda: rig.board.applied().estop, 1.0)  # ... and the bridge re-sends it
+    applied = []
+    assert wait_for(lambda: applied.append(rig.board.applied()) or applied[-1].estop, 3.0, interval=0.002)
+    assert rig.link.counts['arduino_resets'] == 1  # ... and the bridge re-sends it
+    # from the reset to the latch: neutral all along (bootloader, arming, then ESTOP before any COMMAND)
+    assert {(a.steering_us, a.throttle_us) for a in applied} == {(1500, 1500)}
+    print(f'SAFETY Arduino reset while latched: relatched_after_ms={(time.monotonic() - reset) * 1000:.1f} '
+          f'non_neutral_samples=0 of {len(applied)}')
     rig.link.set_estop(False)
     assert wait_for(lambda: rig.board.applied().mode == p.Mode.AUTONOMOUS, 1.0)
     assert [e for _, e in rig.board.estop_events()][-1] == 0
@@ -199,6 +205,46 @@ def test_silent_board_times_out_and_is_reopened(tmp_path):
                 break
         sent = [type(f.message) for f in p.StreamDecoder().feed(data)]
         assert p.HelloRequest in sent and p.Command in sent
+    finally:
+        link.stop()
+        os.close(master)
+
+
+def _read_commands(master, count, timeout):
+    """ESTOP and COMMAND frames the link wrote to the raw pty, until `count` COMMANDs or timeout."""
+    decoder, frames = p.StreamDecoder(), []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and sum(isinstance(m, p.Command) for m in frames) < count:
+        if select.select([master], [], [], 0.01)[0]:
+            frames += [f.message for f in decoder.feed(os.read(master, 4096))
+                       if isinstance(f.message, (p.Estop, p.Command))]
+    return frames
+
+
+def test_a_link_started_latched_sends_estop_before_any_command_and_only_neutral(tmp_path):
+    """Like a bridge respawned with the latch engaged: after every HELLO (connect, board reset)
+    ESTOP(1) goes out first, and COMMANDs are neutral even if the command source says otherwise."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    link_path = str(tmp_path / 'board')
+    os.symlink(os.ttyname(slave), link_path)
+    os.close(slave)
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    hello = p.encode(p.Hello(1, 0, 250, 20, 0, 1000, 1500, 2000, 1000, 1500, 2000), 0)
+    link = SerialLink(LinkConfig(port=link_path, hello_request_after=5.0),
+                      command_source=lambda: (0.5, 0.5, 'command'),  # a source that ignores the latch
+                      neutral_source=lambda: (0.1, 0.0), estop=True).start()
+    try:
+        assert wait_for(lambda: not any(ev & select.POLLHUP for _, ev in poller.poll(0)), 2.0)
+        time.sleep(0.05)
+        for _boot in range(2):  # the connect, then a board reset (HELLO while up)
+            os.write(master, hello)
+            frames = _read_commands(master, 5, 3.0)
+            assert frames and frames[0] == p.Estop(1), frames[:3]
+            commands = [m for m in frames if isinstance(m, p.Command)]
+            assert len(commands) >= 5 and set(commands) == {p.Command(1000, 0)}
+        assert link.stats()['estop'] is True
     finally:
         link.stop()
         os.close(master)
