@@ -7,6 +7,7 @@ TwistStamped per key event (a held key: the terminal's auto-repeat, ~30/s),
 teleop_twist_joy a steady 20 Hz while the deadman is held.
 """
 import math
+import os
 import threading
 import time
 
@@ -123,12 +124,11 @@ class Car:
 def stack(tmp_path_factory):
     domain = apply_localhost_env()
     env = localhost_env(domain)
-    env['ROS_HOME'] = str(tmp_path_factory.mktemp('ros_home'))   # the bridge's e-stop state file lives here
+    env['ROS_HOME'] = str(tmp_path_factory.mktemp('ros_home'))   # ROS logs of this run stay in tmp
     model_dir = prepare_model(DEFAULT_MODEL_DIR)
+    specs = rover_nodes(sim=True, model_dir=str(model_dir), namespace=f'test{domain}')
     processes = [NodeProcess(spec.module, spec.name, params=spec.overrides or None,
-                             params_files=spec.params_files, env=env)
-                 for spec in rover_nodes(sim=True, model_dir=str(model_dir), namespace=f'test{domain}')
-                 if spec.module]
+                             params_files=spec.params_files, env=env) for spec in specs if spec.module]
     for proc in processes:
         proc.start()
     rclpy.init(domain_id=domain)
@@ -143,6 +143,10 @@ def stack(tmp_path_factory):
         rclpy.try_shutdown()
         for proc in reversed(processes):
             proc.stop()
+        for spec in specs:
+            state_file = spec.overrides.get('estop_state_file')
+            if state_file and os.path.exists(state_file):
+                os.unlink(state_file)
 
 
 def applied_share(car, start, end, throttle, tolerance=0.011):

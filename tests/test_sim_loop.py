@@ -23,7 +23,8 @@ def test_expert_drives_the_simulated_rover_through_the_bridge(ros_domain, tmp_pa
     specs = {s.name: s for s in rover_nodes(sim=True)}
     sim = NodeProcess('rover_sim.sim_node', 'sim', params={'serial_link': link},
                       params_files=specs['sim'].params_files, env=env)
-    bridge = NodeProcess('rover_bridge.bridge_node', 'bridge', params={'port': link},
+    bridge = NodeProcess('rover_bridge.bridge_node', 'bridge',
+                         params={'port': link, 'estop_state_file': str(tmp_path / 'bridge.estop')},
                          params_files=specs['bridge'].params_files, env=env)
     node = rclpy.create_node('expert_driver')
     track, poses, frames, states, diags = StadiumTrack(), [], [], [], {}

@@ -188,6 +188,10 @@ def run_demo(seconds: float, model_dir: Path, record: str | None = None, mode: s
         rclpy.try_shutdown()
         for proc in reversed(processes):
             proc.stop()
+        for spec in nodes:  # the run's own e-stop latch (rover.graph) ends with the run
+            state_file = spec.overrides.get('estop_state_file')
+            if state_file and os.path.exists(state_file):
+                os.unlink(state_file)
     if tty:
         print()
     held, line = summary

@@ -91,7 +91,8 @@ def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = ''
         # pty link is this run's own, so two sims never open each other's board
         from rover_sim.virtual_arduino import run_link_path
         link = serial_port or run_link_path(namespace)
-        bridge = {'port': link}
+        # a latch of its own too: an e-stop left in one sim run must not latch the next
+        bridge = {'port': link, 'estop_state_file': f'{link}.estop'}
         nodes.append(NodeSpec('rover_sim', 'sim_node', 'sim', 'rover_sim.sim_node', files,
                               {'serial_link': link}))
     else:

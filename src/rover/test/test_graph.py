@@ -96,7 +96,8 @@ def test_hailo_and_sim_layer_their_files_over_the_pi_config():
     # the bridge in the sim opens the virtual Arduino's pty link: this run's own, never a shared path
     by_name = {n.name: n for n in sim}
     link = by_name['sim'].overrides['serial_link']
-    assert by_name['bridge'].overrides == {'port': link} and link != '/tmp/rover_sim_arduino'
+    assert link != '/tmp/rover_sim_arduino'
+    assert by_name['bridge'].overrides == {'port': link, 'estop_state_file': f'{link}.estop'}
     other = {n.name: n for n in rover_nodes(sim=True, namespace='car2')}
     assert other['sim'].overrides['serial_link'] != link
     assert cfg['/**/sim']['ros__parameters']['serial_link'] == ''
