@@ -2,6 +2,7 @@
 import pytest
 import rclpy
 
+from rover_common.process import scheduling_guard
 from rover_common.ros_env import apply_localhost_env, localhost_env
 
 
@@ -12,3 +13,7 @@ def ros_domain():
     rclpy.init(domain_id=domain)
     yield domain, localhost_env(domain)
     rclpy.try_shutdown()
+
+
+# Fails a test that changes the test process's scheduling: every later test and child inherits it.
+scheduling_unchanged = pytest.fixture(autouse=True, name='scheduling_unchanged')(scheduling_guard)

@@ -1,6 +1,7 @@
 """End to end: `make demo` for 20 s with a recording, the recording calibrates a
 new INT8 model with rover-quantize, and the policy node drives with that model.
 Record -> quantize -> deploy on one machine."""
+import json
 import re
 import subprocess
 import sys
@@ -69,9 +70,15 @@ def test_demo_records_a_bag_that_calibrates_a_model_the_policy_then_drives_with(
     assert 'model_int8.onnx' in manifest['files']
     assert str(bag) in ' '.join(map(str, manifest['quantization'].get('bags', [])))
 
+    default_int8 = json.loads((model_dir / 'manifest.json').read_text())['files']['model_int8.onnx']['sha256']
+    assert manifest['files']['model_int8.onnx']['sha256'] != default_int8  # a new INT8 model
+
     proc, summary = run_demo(12, calibrated)
-    assert proc.returncode == 0 and summary['result'] == 'ok', proc.stdout
-    # the recalibrated model drives: the car moves along the track and stays on it
+    assert proc.returncode == 0 and summary['result'] == 'ok' and summary['serial'] == 'ok', proc.stdout
+    # the recalibrated model drives (the policy's commands reach the car at 30 Hz), and the car
+    # moves along the track and stays on it
+    assert summary['mode'] == 'autonomous' and summary['source'] == 'policy', proc.stdout
+    assert abs(float(summary['hz']) - 30.0) <= 1.0 and float(summary['inf']) > 0, proc.stdout
     assert float(summary['laps']) > 0.1 and float(summary['on_track']) > 95.0, proc.stdout
 
 
@@ -90,6 +97,8 @@ def test_demo_fails_clearly_without_a_model(tmp_path):
     (missing / 'manifest.json').write_text('{"format": "something else"}')
     proc = subprocess.run([sys.executable, '-m', 'rover.demo', '--seconds', '5', '--model-dir', str(missing)],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert 'result=FAILED' in proc.stdout and 'policy' in proc.stdout
-    assert 'manifest' in proc.stdout.lower()
+    assert proc.returncode == 1, proc.stdout
+    assert re.search(r'^demo: .* result=FAILED$', proc.stdout, re.M), proc.stdout
+    # the policy's own one-line reason is shown
+    assert re.search(r"\[policy\]: cannot start: .*manifest\.json: \"format\" is 'something else'", proc.stdout), \
+        proc.stdout

@@ -165,7 +165,8 @@ def test_starts_in_manual_and_a_running_policy_does_not_move_the_car(stack):
     # ... and nothing of it reaches the car
     states = car.since(car.states, start + 0.3)
     assert states and all(s[2] == 0.0 and s[1] == 0.0 for s in states), [s for s in states if s[1] or s[2]][:5]
-    assert all(src.startswith('neutral') for _, src in car.since(car.sources, start))
+    sources = car.since(car.sources, start)
+    assert sources and all(src.startswith('neutral') for _, src in sources)
 
 
 @pytest.mark.parametrize('style,rate_hz', [('keyboard', 30.0), ('joy', 20.0)])
@@ -238,7 +239,8 @@ def test_gamepad_buttons_switch_modes_and_engage_the_estop(stack):
     assert wait_for(lambda: car.estop is True and car.mode == 'manual', 5), (car.estop, car.mode)
     start = time.monotonic()
     time.sleep(0.8)
-    assert all(s[2] == 0.0 for s in car.since(car.states, start + 0.3))
+    latched = car.since(car.states, start + 0.3)
+    assert latched and all(s[2] == 0.0 for s in latched)
     # while latched no mode but manual is accepted, and releasing never resumes motion
     response = car.call(car.mode_clients['autonomous'], Trigger.Request())
     assert not response.success and 'e-stop' in response.message
@@ -247,7 +249,8 @@ def test_gamepad_buttons_switch_modes_and_engage_the_estop(stack):
     released = time.monotonic()
     time.sleep(1.0)
     assert car.mode == 'manual'
-    assert all(s[2] == 0.0 for s in car.since(car.states, released))
+    after = car.since(car.states, released)
+    assert after and all(s[2] == 0.0 for s in after)
 
 
 def test_recording_a_demonstration_has_every_training_topic_and_clean_human_commands(stack, tmp_path):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-try:  # pragma: no cover - depends on the machine
+try:  # the tests inject a stand-in (test_image_conversion_contract.py)
     from cv_bridge import CvBridge
     _BRIDGE = CvBridge()
 except ImportError:  # the PyPI set-up has no cv_bridge
@@ -50,13 +50,17 @@ def image_msg_to_bgr(msg: Image) -> np.ndarray:
     if msg.encoding not in _ENCODINGS:
         raise ValueError(
             f'unsupported image encoding {msg.encoding!r}; expected one of {", ".join(_ENCODINGS)}')
-    if _BRIDGE is not None:
-        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='bgr8')
     channels, conversion = _ENCODINGS[msg.encoding]
     row_bytes = msg.width * channels
+    # checked here for both branches: cv_bridge would raise numpy's TypeError for short data
+    # and silently read past a step shorter than a row
     if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
         raise ValueError(
             f'image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}')
+    # cv_bridge's Python reads rows of step // channels whole pixels, so it needs the step to be
+    # a whole number of pixels; the numpy path below handles any row padding
+    if _BRIDGE is not None and msg.step % channels == 0:
+        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='bgr8')
     flat = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
     rows = flat.reshape(msg.height, msg.step)[:, :row_bytes]  # drop row padding
     pixels = rows.reshape(msg.height, msg.width, channels)

@@ -1,13 +1,14 @@
 """The no-ROS `--benchmark` mode and the control benchmark's definitions."""
+import json
 import os
 import re
+import resource
 import subprocess
 import sys
 
 import pytest
 
 from rover_policy.bench import ON_TIME_MS, analyse
-from rover_policy.control_loop import ControlLoop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -69,9 +70,70 @@ def test_bench_analysis_definitions():
     assert summary['neutral_percent'] == pytest.approx(100 / 9)
 
 
-def test_control_loop_reports_realtime_request():
-    outcomes = []
-    loop = ControlLoop(100.0, lambda s, a: None, clock=lambda: 0.0, wait=lambda s: False,
-                       priority=10, on_priority=outcomes.append)
-    loop.run(max_ticks=1)
-    assert len(outcomes) == 1 and (outcomes[0] is None or 'SCHED_FIFO' in outcomes[0])
+# Runs the control loop's realtime request in a child, so the test process (and every
+# process started after it) keeps normal scheduling; prints what Linux decides it by.
+REALTIME_CHILD = r"""
+import json, os, resource, sys
+from rover_policy.control_loop import ControlLoop
+
+if sys.argv[1] == 'withheld':
+    resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+    if os.geteuid() == 0:
+        os.setuid(65534)  # leaving root drops CAP_SYS_NICE
+
+
+def rt_runtime_us():  # the cgroup's realtime budget (cgroup v1 with RT group scheduling)
+    for line in open('/proc/self/cgroup'):
+        _, controllers, path = line.rstrip('\n').split(':', 2)
+        if 'cpu' in controllers.split(','):
+            for base in (f'/sys/fs/cgroup/{controllers}{path}', f'/sys/fs/cgroup/{controllers}'):
+                if os.path.exists(f'{base}/cpu.rt_runtime_us'):
+                    return int(open(f'{base}/cpu.rt_runtime_us').read())
+    return None
+
+
+cap_eff = next(int(line.split()[1], 16) for line in open('/proc/self/status') if line.startswith('CapEff:'))
+conditions = dict(cap_sys_nice=bool(cap_eff >> 23 & 1), rtprio_limit=resource.getrlimit(resource.RLIMIT_RTPRIO)[0],
+                  rt_runtime_us=rt_runtime_us())
+outcomes = []
+ControlLoop(100.0, lambda s, a: None, clock=lambda: 0.0, wait=lambda s: False, priority=10,
+            on_priority=outcomes.append).run(max_ticks=1)
+print(json.dumps(dict(conditions, outcomes=outcomes, policy=os.sched_getscheduler(0),
+                      priority=os.sched_getparam(0).sched_priority)))
+"""
+
+
+def request_realtime_in_child(permission):
+    result = subprocess.run([sys.executable, '-c', REALTIME_CHILD, permission], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def realtime_allowed(child):
+    """Linux grants SCHED_FIFO 10 with CAP_SYS_NICE or an RLIMIT_RTPRIO of at least 10, unless
+    the cgroup has no realtime budget (Docker's default under cgroup v1 RT group scheduling)."""
+    permitted = child['cap_sys_nice'] or child['rtprio_limit'] == resource.RLIM_INFINITY \
+        or child['rtprio_limit'] >= 10
+    return permitted and child['rt_runtime_us'] != 0
+
+
+def assert_realtime_outcome(child, granted):
+    if granted:
+        assert child['outcomes'] == [None], child
+        assert (child['policy'], child['priority']) == (os.SCHED_FIFO, 10), child
+    else:
+        assert child['outcomes'] == ['cannot use SCHED_FIFO priority 10: [Errno 1] Operation not permitted'], child
+        assert (child['policy'], child['priority']) == (os.SCHED_OTHER, 0), child
+
+
+def test_control_loop_realtime_request_outcome_matches_permissions():
+    child = request_realtime_in_child('as_is')
+    assert_realtime_outcome(child, granted=realtime_allowed(child))
+
+
+def test_control_loop_realtime_request_refused_without_permission():
+    child = request_realtime_in_child('withheld')
+    if realtime_allowed(child):
+        pytest.skip(f'cannot withhold realtime permission here: {child}')
+    assert_realtime_outcome(child, granted=False)

@@ -246,7 +246,9 @@ def test_camera_node_video_to_policy(tiny_model_dir, harness, ros, tmp_path):
             time.sleep(1 / RATE)
         cmds, _ = harness.snapshot()
         received = list(harness.camera_frames)
-    assert policy.alive() is False and camera.alive() is False
+        assert policy.alive() and camera.alive(), policy.output() + camera.output()
+    # both ran until stopped and then shut down cleanly on SIGINT
+    assert (policy.proc.returncode, camera.proc.returncode) == (0, 0), policy.output() + camera.output()
     model = load_model_dir(tiny_model_dir)
     preprocess = ImagePreprocessor.for_model(model)
     state = prepare_state(STATE, model.state_dim)
