@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # The demo's model: a small ACT (fixed seed) exported and quantized by rover_quantize.
 DEMO_MODEL := build/demo_model/manifest.json
 
-.PHONY: setup build test demo bench lock clean
+.PHONY: setup build test demo bench lock clean train-demo
 setup: build $(DEMO_MODEL)
 
 $(STAMP): $(REQS)
@@ -41,6 +41,13 @@ demo: setup
 
 bench: setup
 	$(ENV) && python -m rover.bench
+
+# Is recorded data learnable? A simulated human drive -> rover-dataset -> training with the
+# project's trainer -> rover-quantize build from the same bags -> the sim drives (about 15
+# minutes on 2 cores; not part of CI). Then the shipped demo model, for comparison.
+train-demo: setup
+	$(ENV) && python -m rover_dataset.train_demo --out build/train_demo
+	$(ENV) && python -m rover.demo --seconds 60
 
 # Re-pin the whole dev tree after changing requirements-dev.txt.
 lock: $(STAMP)
