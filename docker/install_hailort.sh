@@ -72,6 +72,10 @@ if [ "${#requirements[@]}" -gt 0 ]; then
     fi
     rm -rf /var/lib/apt/lists/*
 fi
+# The HailoRT 4.x wheel is built against numpy 1.x: apt's numpy (1.26 on Ubuntu 24.04) qualifies.
+numpy_version=$(python3 -c 'import numpy; print(numpy.__version__)')
+[ "${numpy_version%%.*}" -lt 2 ] \
+    || die "numpy ${numpy_version} is installed; the HailoRT wheel needs numpy < 2 (keep apt's python3-numpy)"
 pip3 install --no-cache-dir --break-system-packages --no-deps "${wheel}"
 
 library_version=$(python3 -c 'import hailo_platform; print(hailo_platform.__version__)') \

@@ -12,9 +12,20 @@
 # $ROVER_LAUNCH_ARGS (the user's, from /etc/rover/rover.env).
 # With backend hailo, rover-check-hailort must pass first: a HailoRT library
 # that does not match the host's driver stops here with one clear line (exit 78).
+#
+# Exit codes systemd must not restart (RestartPreventExitStatus=2 78): 2 for a
+# configuration error (bad argument, no ROS 2, no workspace; the nodes and the
+# launch file use 2 too), 78 for the HailoRT mismatch.
+#
+# `ros2 launch --noninteractive`: nobody is at a terminal here, so launch itself
+# must pass SIGINT on to its nodes (interactive launch assumes the terminal sent
+# it to the whole process group and only escalates to SIGTERM after 5 s). A stop
+# signal to this script (SIGINT or SIGTERM, e.g. docker stop through tini, or
+# systemd) reaches launch as SIGINT: the nodes stop in order (the bridge sends
+# neutral to the Arduino first), and this script exits with launch's exit code.
 set -eo pipefail
 
-die() { echo "rover-entrypoint: $*" >&2; exit "${2:-1}"; }
+die() { echo "rover-entrypoint: $1" >&2; exit "${2:-2}"; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROS_DISTRO=${ROS_DISTRO:-jazzy}
@@ -47,7 +58,7 @@ if [ -n "${ROVER_LAUNCH_ARGS:-}" ]; then
     launch_args+=("${user_args[@]}")
 fi
 for arg in "${launch_args[@]}"; do
-    is_launch_arg "${arg}" || die "'${arg}' is not a launch argument (NAME:=VALUE); see: ros2 launch rover bringup.launch.py --show-args" 2
+    is_launch_arg "${arg}" || die "'${arg}' is not a launch argument (NAME:=VALUE); see: ros2 launch rover bringup.launch.py --show-args"
 done
 
 backend=""
@@ -59,5 +70,21 @@ if [ "${backend}" = "hailo" ]; then
     "${check}" --print || exit 78
 fi
 
-echo "rover-entrypoint: ros2 launch rover bringup.launch.py ${launch_args[*]}"
-exec ros2 launch rover bringup.launch.py "${launch_args[@]}"
+echo "rover-entrypoint: ros2 launch --noninteractive rover bringup.launch.py ${launch_args[*]}"
+# Not exec: this script stays launch's parent and turns SIGINT and SIGTERM alike into
+# SIGINT for launch, whose shutdown passes it to every node, waits for them and
+# escalates (SIGTERM after 5 s, SIGKILL after 5 more). A SIGTERM to launch itself
+# would end it at once with its nodes still running, and in the container PID 1
+# would then end and kill them in the middle of stopping. set -m: a background job
+# of a script would otherwise start with SIGINT ignored.
+set -m
+ros2 launch --noninteractive rover bringup.launch.py "${launch_args[@]}" &
+launch_pid=$!
+trap 'kill -INT "${launch_pid}" 2>/dev/null || true' INT TERM
+status=0
+wait "${launch_pid}" || status=$?
+while kill -0 "${launch_pid}" 2>/dev/null; do  # a stop signal interrupted the wait
+    status=0
+    wait "${launch_pid}" || status=$?
+done
+exit "${status}"

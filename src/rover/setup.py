@@ -18,6 +18,8 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.perspective')),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest only for packages whose test extra names it (else unittest: 0 tests).
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=False,  # demo_policy.safetensors is opened by path
     maintainer='rover team',
     maintainer_email='rover@example.com',

@@ -12,6 +12,8 @@ setup(
         ('share/' + package_name, ['package.xml']),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest only for packages whose test extra names it (else unittest: 0 tests).
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=False,  # fastdds_large_frames.xml is opened by path
     maintainer='rover team',
     maintainer_email='rover@example.com',

@@ -11,6 +11,8 @@ setup(
         ('share/' + package_name, ['package.xml', 'README.md']),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest only for packages whose test extra names it (else unittest: 0 tests).
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=True,
     maintainer='rover team',
     maintainer_email='rover@example.com',

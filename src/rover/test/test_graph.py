@@ -147,7 +147,8 @@ def test_rqt_perspective_shows_camera_commands_state_and_diagnostics():
     assert set(running) == {'rqt_image_view/ImageView', 'rqt_plot/Plot', 'rqt_runtime_monitor/RuntimeMonitor'}
     settings = lambda group: {k: ast.literal_eval(v['repr'])
                               for k, v in manager['groups'][group]['groups']['plugin']['keys'].items()}
-    assert settings('plugin__rqt_image_view__ImageView__1')['topic'] == '/camera/image_raw'
+    # the compressed view: the raw image is 20 MB/s over WiFi
+    assert settings('plugin__rqt_image_view__ImageView__1')['topic'] == '/camera/image_raw/compressed'
     topics = settings('plugin__rqt_plot__Plot__1')['topics']
     for topic in ('/rover/cmd', '/rover/state'):  # steering is angular.z, throttle linear.x (DESIGN.md)
         assert f'{topic}/twist/angular/z' in topics and f'{topic}/twist/linear/x' in topics

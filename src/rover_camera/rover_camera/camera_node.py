@@ -1,5 +1,6 @@
 """Camera publisher: camera/image_raw (bgr8), camera/image_raw/compressed (jpeg),
-camera/camera_info, and /diagnostics.
+camera/camera_info, and /diagnostics; the camera/set_camera_info service saves a
+calibration (what cameracalibrator's COMMIT calls).
 
 A thin ROS shell over rover_camera.sources (where frames come from) and
 rover_camera.capture (pacing, reconnects). Two threads of its own:
@@ -18,11 +19,13 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.srv import SetCameraInfo
 
 from rover_camera import capture as cap
-from rover_camera.camera_info import load_calibration, to_camera_info_msg, uncalibrated
+from rover_camera import camera_info as ci
 from rover_camera.sources import SOURCE_GRAMMAR, create_source, parse_source
 from rover_common import diagnostics, image_conversion
 from rover_common.fastdds import use_large_frame_transport
@@ -30,7 +33,13 @@ from rover_common.node_main import ConfigError, run
 from rover_common.params import declare
 from rover_common.stats import RateMeter, RollingStats
 
-QOS_RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+# What camera_ros publishes with: every subscriber matches it (a best-effort one too), and a
+# slow reliable one holds back one frame at most. Change it per topic with the standard
+# qos_overrides./<ns>/camera/image_raw.publisher.{reliability,depth,history,durability}.
+# (A new profile per publisher: rclpy writes the overrides into the one it is given.)
+def image_qos() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 def _number(node, name, default, description, lo, hi, *, lo_open=False):
@@ -62,19 +71,18 @@ class CameraNode(Node):
                            0.0, 240.0, lo_open=True)
         fourcc = declare(self, 'fourcc', 'MJPG', 'Pixel format asked of V4L2 cameras (MJPG, YUYV, ...; '
                          'empty keeps the driver default).', **ro)
-        self.frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of every message.', **ro)
+        self.frame_id = declare(self, 'frame_id', 'camera_optical_frame', 'header.frame_id of every '
+                                'message: an optical frame (z forward, x right, y down; REP 103).', **ro)
         self.publish_compressed = declare(self, 'publish_compressed', True,
                                           'Also publish camera/image_raw/compressed (JPEG).', **ro)
         self.jpeg_quality = declare(self, 'jpeg_quality', 80, 'JPEG quality of the compressed topic.',
                                     min_value=1, max_value=100, **ro)
-        camera_info_url = declare(self, 'camera_info_url', '', 'Calibration YAML (camera_calibration_parsers '
-                                  'format) as file:///path.yaml, package://pkg/path.yaml or a path; '
-                                  'empty publishes an uncalibrated CameraInfo with the image size.', **ro)
-        reliability = declare(self, 'qos_reliability', 'best_effort', 'Reliability of the image and '
-                              'camera_info publishers (best_effort is the sensor-data default).',
-                              choices=list(QOS_RELIABILITY), **ro)
-        depth = declare(self, 'qos_depth', 5, 'History depth of the image publishers.',
-                        min_value=1, max_value=100, **ro)
+        self.camera_name = declare(self, 'camera_name', 'camera', 'Name of the camera in its calibration '
+                                   '(${NAME} in camera_info_url); letters, digits and _.', **ro)
+        camera_info_url = declare(self, 'camera_info_url', '', 'Calibration (YAML or INI as cameracalibrator '
+                                  'writes) as file:///path, package://pkg/path or a path; ${NAME} and '
+                                  '${ROS_HOME} are substituted; empty: ' + ci.DEFAULT_URL + ' if it '
+                                  'exists, else an uncalibrated CameraInfo. set_camera_info saves there.', **ro)
         loop = declare(self, 'loop', True, 'Start a video file or image folder over at its end.', **ro)
         retry_on_start = declare(self, 'retry_on_start', True, 'When the source cannot be opened at start: '
                                  'true keeps retrying with backoff (ERROR in /diagnostics until it '
@@ -85,24 +93,19 @@ class CameraNode(Node):
                                    0.1, 60.0)
 
         spec = parse_source(source_text)  # ValueError -> exit code 2
-        if camera_info_url.strip():
-            calibration = load_calibration(camera_info_url)
-            if (calibration.width, calibration.height) != (self.width, self.height):
-                log.warning(f'calibration {camera_info_url} is for {calibration.width}x{calibration.height} '
-                            f'but images are published at {self.width}x{self.height}; '
-                            'camera_info is published as calibrated')
-        else:
-            calibration = uncalibrated(self.width, self.height)
-        self._info_template = to_camera_info_msg(calibration, self.frame_id)
+        if not ci.valid_camera_name(self.camera_name):
+            raise ConfigError(f'parameter camera_name={self.camera_name!r} may hold only letters, digits and _')
+        self.camera_info_url = ci.resolve_url(camera_info_url, self.camera_name)
+        calibration = self._load_calibration(explicit=bool(camera_info_url.strip()))
+        self._info_template = ci.to_camera_info_msg(calibration, self.frame_id)
 
         self.source = create_source(spec, width=self.width, height=self.height, fps=self.fps,
                                     fourcc=fourcc, loop=loop)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=QOS_RELIABILITY[reliability], durability=DurabilityPolicy.VOLATILE)
-        self.image_pub = self.create_publisher(Image, 'camera/image_raw', qos)
-        self.info_pub = self.create_publisher(CameraInfo, 'camera/camera_info', qos)
-        self.compressed_pub = (self.create_publisher(CompressedImage, 'camera/image_raw/compressed', qos)
+        self.image_pub = self._publisher(Image, 'camera/image_raw')
+        self.info_pub = self._publisher(CameraInfo, 'camera/camera_info')
+        self.compressed_pub = (self._publisher(CompressedImage, 'camera/image_raw/compressed')
                                if self.publish_compressed else None)
+        self.create_service(SetCameraInfo, 'camera/set_camera_info', self._on_set_camera_info)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         self.slot = cap.LatestSlot()
@@ -132,11 +135,25 @@ class CameraNode(Node):
         self._publisher_thread.start()
         self.capture.start()
         self.create_timer(self.diag_period, self._publish_diagnostics)
-        log.info(f'camera: {self.source.description} -> {self.width}x{self.height} @ {self.fps:g} fps '
-                 f'({"paced" if self.source.paced else "as delivered"}), compressed='
-                 f'{self.publish_compressed}, qos={reliability}, image conversion: '
-                 f'{image_conversion.backend_name()}, Fast DDS profile: '
-                 f'{os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or "default"}')
+        profile = (os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE')
+                   or os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or 'default')
+        settings = (f'{self.width}x{self.height} @ {self.fps:g} fps '
+                    f'({"paced" if self.source.paced else "as delivered"}), compressed='
+                    f'{self.publish_compressed}, qos={_qos_text(self.image_pub.qos_profile)}, '
+                    f'frame_id={self.frame_id}, camera_info={self._calibration_text()}, '
+                    f'image conversion: {image_conversion.backend_name()}, Fast DDS profile: {profile}')
+        if error is None:
+            log.info(f'camera: streaming {self.source.description} -> {settings}')
+        else:  # the ERROR above stands: say what it will do, not that it started
+            log.info(f'camera: not streaming until {self.source.description} opens; then -> {settings}')
+
+    def _publisher(self, msg_type, topic: str):
+        """A publisher with image_qos(), or what the qos_overrides.<topic>.publisher.* parameters say."""
+        try:
+            return self.create_publisher(msg_type, topic, image_qos(),
+                                         qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        except (RuntimeError, InvalidQosOverridesError) as exc:  # rclpy's error for a bad override value
+            raise ConfigError(f'qos_overrides of {topic}: {exc}') from None
 
     # capture thread
     def _on_frame(self, frame, stamp_ns: int, seq: int) -> None:
@@ -219,9 +236,56 @@ class CameraNode(Node):
             'last_error': snap['last_error'],
             **self.source.details(),
         }
-        status = diagnostics.status(f'{self.get_name()}: camera', level, message, values,
+        status = diagnostics.status(diagnostics.status_name(self, 'camera'), level, message, values,
                                     hardware_id=self.source.description)
         self.diag_pub.publish(diagnostics.array(self, status))
+
+    # calibration
+    def _load_calibration(self, explicit: bool) -> ci.Calibration:
+        """The calibration at camera_info_url; uncalibrated when the default file is not there yet."""
+        log = self.get_logger()
+        path = ci.url_to_path(self.camera_info_url)
+        if not explicit and not os.path.exists(path):
+            log.info(f'no calibration at {path} (the default for camera_name {self.camera_name}): '
+                     'publishing an uncalibrated camera_info; cameracalibrator\'s COMMIT saves one there')
+            return ci.uncalibrated(self.width, self.height)
+        calibration = ci.load_calibration(self.camera_info_url)  # ValueError -> exit code 2
+        if calibration.camera_name and calibration.camera_name != self.camera_name:
+            log.warning(f'calibration {path} is for camera {calibration.camera_name!r}, '
+                        f'this is {self.camera_name!r}; using it anyway')
+        if (calibration.width, calibration.height) != (self.width, self.height):
+            log.warning(f'calibration {path} is for {calibration.width}x{calibration.height} '
+                        f'but images are published at {self.width}x{self.height}; '
+                        'camera_info is published as calibrated')
+        return calibration
+
+    def _calibration_text(self) -> str:
+        calibrated = self._info_template.k[0] != 0.0
+        return f'{"calibrated" if calibrated else "uncalibrated"} ({self.camera_info_url})'
+
+    def _on_set_camera_info(self, request, response):
+        """Apply a calibration to camera_info at once and save it to camera_info_url."""
+        msg = request.camera_info
+        problem = ci.full_frame_problem(msg)
+        if problem is None and (msg.width, msg.height) != (self.width, self.height):
+            problem = (f'calibration is for {msg.width}x{msg.height} but images are published at '
+                       f'{self.width}x{self.height}')
+        if problem is not None:
+            response.success, response.status_message = False, f'refused: {problem}'
+            self.get_logger().error(f'set_camera_info {response.status_message}')
+            return response
+        calibration = ci.from_camera_info_msg(msg, self.camera_name)
+        # applied at once: the publish thread takes the new message for the next frame
+        self._info_template = ci.to_camera_info_msg(calibration, self.frame_id)
+        try:
+            path = ci.save_calibration(calibration, self.camera_info_url)
+        except ValueError as exc:
+            response.success, response.status_message = False, f'applied but not saved: {exc}'
+            self.get_logger().error(f'set_camera_info: {response.status_message}')
+            return response
+        response.success, response.status_message = True, f'saved to {path}'
+        self.get_logger().info(f'set_camera_info: new calibration applied and saved to {path}')
+        return response
 
     def _expected_fps(self) -> float:
         if self.source.paced:
@@ -233,6 +297,10 @@ class CameraNode(Node):
         self.capture.stop()
         self.slot.close()
         self._publisher_thread.join(2.0)
+
+
+def _qos_text(profile: QoSProfile) -> str:
+    return f'{profile.reliability.name.lower()}/{profile.history.name.lower()} {profile.depth}'
 
 
 def main(args=None) -> int:

@@ -20,6 +20,12 @@ def status(name: str, level, message: str, values: dict, hardware_id: str = '') 
         values=[KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()])
 
 
+def status_name(node, task: str) -> str:
+    """`<namespace>/<node>: <task>`, so two namespaced cars on one network do not collide
+    (the root namespace gives `<node>: <task>`, as before)."""
+    return f'{node.get_fully_qualified_name().lstrip("/")}: {task}'
+
+
 def array(node, *statuses: DiagnosticStatus) -> DiagnosticArray:
     msg = DiagnosticArray(status=list(statuses))
     msg.header.stamp = node.get_clock().now().to_msg()

@@ -91,3 +91,25 @@ def test_large_frame_profile_is_used_unless_the_user_chose(tmp_path):
     assert use_large_frame_transport(own) is None and 'FASTRTPS_DEFAULT_PROFILES_FILE' not in own
     assert use_large_frame_transport({'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}) is None
     assert use_large_frame_transport({'ROVER_FASTDDS_PROFILE': '0'}) is None
+
+
+def test_diagnostic_status_names_carry_the_namespace(monkeypatch):
+    """Two cars on one network publish to the same /diagnostics: their names must differ."""
+    import rclpy
+
+    from rover_common.diagnostics import status_name
+    from rover_common.ros_env import localhost_env
+    for key, value in localhost_env().items():
+        if key.startswith('ROS_'):
+            monkeypatch.setenv(key, value)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        names = []
+        for namespace in ('/car1', '/fleet/car2', '/'):
+            node = rclpy.create_node('camera', namespace=namespace, context=context)
+            names.append(status_name(node, 'camera'))
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert names == ['car1/camera: camera', 'fleet/car2/camera: camera', 'camera: camera']
