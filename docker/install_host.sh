@@ -58,8 +58,8 @@ system udevadm control --reload-rules
 system udevadm trigger --subsystem-match=tty --subsystem-match=video4linux --subsystem-match=hailo_chardev
 system usermod -aG dialout,video "${target_user}"
 
-# folders the container mounts; the container user (same uid) writes bags and logs
-for dir in models bags logs hailo_pkgs; do
+# folders the container mounts; the container user (same uid) writes bags, logs and the e-stop latch
+for dir in models bags logs state hailo_pkgs; do
     install -d -m 0755 "${root}/opt/rover/${dir}"
     system chown "${target_user}:" "${root}/opt/rover/${dir}"
 done
