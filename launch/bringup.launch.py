@@ -7,13 +7,19 @@
 Which nodes run and with which parameters comes from rover.graph (tested
 without launch_ros); this file only turns that into launch actions. A bad
 argument (`backend:=foo`, `autonomy:=maybe`) is a configuration error: one
-line and exit code 2 before any node starts, as every rover node does.
+line and exit code 2 before any node starts, as every rover node does. A node
+that exits with a configuration error (code 2: a missing model, a bad
+parameter) is not respawned into a loop: the whole launch shuts down in order
+(every other node sends its neutral) with an error line naming the node.
 """
 import sys
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, GroupAction, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, GroupAction, LogInfo,
+                            OpaqueFunction, RegisterEventHandler)
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
@@ -48,14 +54,23 @@ def _nodes(context):
         raise SystemExit(EXIT_CONFIG_ERROR) from None
     actions = [PushRosNamespace(arg('namespace'))] if arg('namespace') else []
     for spec in specs:
-        actions.append(Node(
+        node = Node(
             package=spec.package, executable=spec.executable, name=spec.name,
             parameters=[*spec.params_files, spec.overrides], output='screen',
             remappings=list(spec.remappings.items()),
-            respawn=spec.respawn, respawn_delay=2.0, emulate_tty=True))
+            respawn=spec.respawn, respawn_delay=2.0, emulate_tty=True)
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_on_config_error))]
     recorder = ExecuteProcess(cmd=record_command(namespace=arg('namespace')), output='screen',
                               condition=IfCondition(LaunchConfiguration('record')))
     return [GroupAction(actions), recorder]
+
+
+def _stop_on_config_error(event, _context):
+    if event.returncode != EXIT_CONFIG_ERROR:
+        return None  # a crash: respawn (camera, bridge) or the bridge's timeout -> neutral
+    reason = f'{event.action.name} exited with a configuration error (code 2); see its log line above'
+    return [LogInfo(msg=f'[ERROR] rover: {reason}: stopping every node'),
+            EmitEvent(event=Shutdown(reason=reason))]
 
 
 def generate_launch_description():
