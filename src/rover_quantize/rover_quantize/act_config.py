@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CheckpointError
+from .model_contract import ContractError, check_temporal_ensemble_coeff
 
 OBS_STATE = 'observation.state'
 OBS_ENV_STATE = 'observation.environment_state'
@@ -276,8 +277,10 @@ def validate_config(cfg: ActConfig) -> None:
         problems.append(f'n_obs_steps must be 1, got {cfg.n_obs_steps}')
     if cfg.n_action_steps > cfg.chunk_size:
         problems.append(f'n_action_steps {cfg.n_action_steps} > chunk_size {cfg.chunk_size}')
-    if cfg.temporal_ensemble_coeff is not None and cfg.n_action_steps != 1:
-        problems.append('temporal_ensemble_coeff needs n_action_steps == 1')
+    try:
+        check_temporal_ensemble_coeff(cfg.temporal_ensemble_coeff, cfg.n_action_steps)
+    except ContractError as exc:
+        problems.append(str(exc))
     for name in ('chunk_size', 'dim_model', 'n_heads', 'dim_feedforward', 'n_encoder_layers',
                  'n_decoder_layers', 'latent_dim'):
         if getattr(cfg, name) < 1:

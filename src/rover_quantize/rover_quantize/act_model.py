@@ -358,13 +358,6 @@ class ActCore(nn.Module):
         return self.head([self.backbone(img) for img in images], state, env_state)
 
 
-def inference_state_dict_keys(cfg: ActConfig) -> dict[str, tuple]:
-    """Key -> shape of everything the inference path needs (under LeRobot's `model.` prefix)."""
-    with torch.device('meta'):
-        core = ActCore(cfg)
-    return {f'model.{k}': tuple(v.shape) for k, v in core.state_dict().items()}
-
-
 class Affine(nn.Module):
     """x * scale + offset along the last (or channel) axis: every LeRobot normalization mode is affine."""
 

@@ -84,6 +84,8 @@ def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int 
             manifest = read_manifest(model_dir)
         else:
             write_random_checkpoint(ckpt, seed=0)
+            # a fresh directory: a refused build keeps an older INT8 model, which this bench must not time
+            shutil.rmtree(model_dir, ignore_errors=True)
             try:
                 manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
                                            validation_frames=validation_frames, report=False, progress=progress)

@@ -56,22 +56,6 @@ def synthetic_states(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, (n, dim)).astype(np.float32)
 
 
-def model_feeds(input_names: list[str], images: np.ndarray, states: np.ndarray | None) -> list[dict]:
-    """One feed dict per frame for a single-camera graph (image [1,H,W,3] uint8, state [1,D])."""
-    feeds = []
-    for i in range(len(images)):
-        feed = {}
-        for name in input_names:
-            if name.startswith('image'):
-                feed[name] = images[i:i + 1]
-            elif name == 'state':
-                feed[name] = states[i:i + 1].astype(np.float32)
-            else:
-                raise ValueError(f'no calibration data for input {name!r}')
-        feeds.append(feed)
-    return feeds
-
-
 class FeedsReader(CalibrationDataReader):
     """ORT CalibrationDataReader over a prepared list of feed dicts (optionally a sub-range)."""
 
@@ -124,7 +108,8 @@ def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'M
     options.update(extra_options or {})
     bar = tqdm(total=len(feeds), desc=f'calibrating ({method})', unit='frame', leave=False,
                disable=not progress)
-    with tempfile.TemporaryDirectory(prefix='rover_calib.') as tmp:
+    # beside the cache (the build's own work directory), not in /tmp, so a killed build leaves nothing
+    with tempfile.TemporaryDirectory(prefix='rover_calib.', dir=Path(cache_path).parent) as tmp:
         calibrator = create_calibrator(Path(model_path), list(op_types) if op_types else None,
                                        augmented_model_path=str(Path(tmp) / 'augmented.onnx'),
                                        calibrate_method=getattr(CalibrationMethod, ort_method),

@@ -15,7 +15,6 @@ that names the keys.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from .act_config import ACTION, OBS_ENV_STATE, OBS_STATE, ActConfig, load_config, make_config
 from .act_model import ActCore, FrozenBatchNorm2d
 from .errors import CheckpointError
+from .model_contract import sha256_of
 
 MODEL_FILE = 'model.safetensors'
 CONFIG_FILE = 'config.json'
@@ -46,14 +46,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # accuracy bar with random weights (tests, demo). The ResNet-18 backbone stays full size.
 SMALL_CONFIG = dict(dim_model=64, n_heads=4, dim_feedforward=128, n_encoder_layers=1, n_decoder_layers=1,
                     n_vae_encoder_layers=1, latent_dim=8, chunk_size=10, image_shape=(192, 256))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -256,7 +248,7 @@ def load_checkpoint(path) -> LoadedCheckpoint:
         raise CheckpointError(
             f'{ckpt}: no normalization statistics: expected normalize_inputs.* keys in {MODEL_FILE} '
             f'(older LeRobot) or {PRE_JSON} + policy_preprocessor*/policy_postprocessor* safetensors (newer)')
-    return LoadedCheckpoint(ckpt, cfg, core, norm, layout, file_sha256(model_path), ignored)
+    return LoadedCheckpoint(ckpt, cfg, core, norm, layout, sha256_of(model_path), ignored)
 
 
 def _old_layout_keys(cfg: ActConfig, inference_only: bool = False) -> set:

@@ -15,10 +15,13 @@ Errors are reported as one line on stderr; exit codes: 0 ok, 1 accuracy bar miss
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 
 from .errors import QuantizeError, ValidationFailed
+from .modes import BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE, MODES
 
 EXIT_OK, EXIT_BAR, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -40,13 +43,11 @@ def _add_frames_args(p, calibration=True):
 
 
 def _add_quant_args(p):
-    p.add_argument('--mode', default='static', choices=['static', 'dynamic', 'mixed', 'mixed-backbone'],
-                   help='static: QDQ INT8 calibrated (default); dynamic: weights only; '
-                        'mixed: transformer INT8 + backbone FP32; mixed-backbone: the reverse')
-    p.add_argument('--calibration-method', default='Percentile',
-                   choices=['Percentile', 'MinMax', 'MinMaxAverage', 'Entropy'],
-                   help='activation range calibration (default: Percentile 99.999, measured best on the '
-                        'default ACT; MinMax is faster to calibrate)')
+    p.add_argument('--mode', default=DEFAULT_MODE, choices=list(MODES),
+                   help='; '.join(f'{name}: {what}' for name, what in MODES.items()))
+    p.add_argument('--calibration-method', default=DEFAULT_CALIBRATION_METHOD, choices=list(CALIBRATION_METHODS),
+                   help='activation range calibration: '
+                        + '; '.join(f'{name}: {what}' for name, what in CALIBRATION_METHODS.items()))
     p.add_argument('--per-tensor', action='store_true', help='per-tensor instead of per-channel weights')
     p.add_argument('--no-search', action='store_true',
                    help='quantize every group; do not keep sensitive groups in FP32 by measurement')
@@ -71,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser('build', help='export + calibrate + quantize + validate + report',
-                       description='The whole pipeline. Fails (exit 1) without writing model_int8.onnx '
-                                   'when the INT8 model misses MSE < 0.001 or max error < 0.05 '
-                                   '(normalized action units) on held-out frames, unless --force.')
+                       description='The whole pipeline. Bad input (checkpoint, bags, -o) fails in seconds '
+                                   '(exit 2), before the export. The model is built beside -o and '
+                                   'replaces it only when finished: an INT8 model that misses '
+                                   f'MSE < {BAR_MSE:g} or max error < {BAR_MAX:g} (normalized action units) '
+                                   'on held-out frames fails (exit 1) and leaves a working model in -o as '
+                                   'it was, unless --force; so does an error or Ctrl-C.')
     p.add_argument('checkpoint', help='LeRobot pretrained directory (config.json + model.safetensors)')
     p.add_argument('-o', '--output', required=True, help='model directory to write')
     p.add_argument('--control-rate', type=float, default=30.0, help='control rate in Hz for the manifest')
@@ -203,9 +207,16 @@ def run(args) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum, frame):
+    # SIGTERM (docker stop, systemd) unwinds like Ctrl-C, so a build removes its staging directory.
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return run(args)
     except ValidationFailed as exc:
@@ -228,6 +239,9 @@ def main(argv=None) -> int:
         print(f'rover-quantize: internal error: {type(exc).__name__}: {exc} (run with --debug for details)',
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ Written to MODEL_DIR/hailo/:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import numpy as np
 import onnx
 
 from .errors import QuantizeError
-from .manifest import files_entry, read_manifest, write_manifest
+from .manifest import read_manifest
+from .model_contract import HEF, HEF_FILE, HEF_OUTPUTS, files_entry, write_manifest
 
 NET_NAME = 'act_backbone'
 HAILO_ONNX = 'backbone_hailo.onnx'
@@ -148,17 +150,22 @@ def prepare_hailo(model_dir, *, out_dir=None, bags=None, image_topic=None, state
     calib = np.lib.format.open_memmap(out / CALIB_FILE, mode='w+', dtype=np.float32, shape=(len(wanted), h, w, 3))
     chunk = 64
     bar = tqdm(total=len(wanted), desc='writing calibration set', unit='frame', leave=False, disable=not progress)
+    written = 0
     for start in range(0, len(wanted), chunk):
         part = wanted[start:start + chunk]
-        if source == 'bags':
+        if source == 'bags':  # a frame that does not decode is left out (load_frames notes it)
             images = np.stack([f.image for f in load_frames(idx, part, (h, w), 0, progress=False)])
         else:
             images = synthetic_frames(len(part), h, w, seed=seed * 1000 + 3 + start)
-        calib[start:start + len(part)] = images.astype(np.float32)
+        calib[written:written + len(images)] = images.astype(np.float32)
+        written += len(images)
         bar.update(len(part))
     bar.close()
     calib.flush()
+    if written < len(wanted):
+        np.save(out / CALIB_FILE, np.array(calib[:written]))
     del calib
+    wanted = wanted[:written]
 
     alls, script, readme = _script(info, manifest, hw_arch, len(wanted))
     (out / f'{NET_NAME}.alls').write_text(alls)
@@ -178,12 +185,13 @@ def add_hef(model_dir, hef_path, hef_output: str = 'features') -> dict:
     hef = Path(hef_path)
     if not hef.is_file() or hef.stat().st_size == 0:
         raise QuantizeError(f'HEF not found or empty: {hef}')
-    if hef_output not in ('features', 'actions'):
-        raise QuantizeError('--hef-output must be "features" or "actions"')
-    target = model_dir / 'model.hef'
-    if hef.resolve() != target.resolve():
-        shutil.copyfile(hef, target)
-    manifest['models']['hef'] = target.name
+    if hef_output not in HEF_OUTPUTS:
+        raise QuantizeError(f'--hef-output must be one of {", ".join(HEF_OUTPUTS)}')
+    target = model_dir / HEF_FILE
+    if hef.resolve() != target.resolve():  # by rename: a node loading the old HEF never reads half a file
+        shutil.copyfile(hef, target.with_suffix('.hef.tmp'))
+        os.replace(target.with_suffix('.hef.tmp'), target)
+    manifest['models'][HEF] = target.name
     manifest['models']['hef_output'] = hef_output
     manifest['files'].update(files_entry(model_dir, [target.name]))
     write_manifest(model_dir, manifest)

@@ -1,10 +1,6 @@
 """INT8 quantization with ONNX Runtime, choosing what to quantize by measurement.
 
-Modes
-- static: QDQ, activations calibrated on frames, weights per channel (default).
-- dynamic: weights INT8, activations quantized at run time (MatMul/Gemm only).
-- mixed: transformer INT8 (static), vision backbone FP32.
-- mixed-backbone: vision backbone INT8 (static), transformer FP32.
+Modes and calibration methods: modes.py.
 
 For static modes the quantizable nodes are grouped by module (backbone stem, each
 ResNet block, image/state projections, each encoder/decoder layer, action head).
@@ -18,27 +14,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .bias_correction import bias_correct, input_channel_means
 from .errors import QuantizeError
+from .groups import Candidate, candidates, is_backbone
+from .modes import (BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE,
+                    MIN_INT8_MAC_FRACTION, MODES)
 
-MODES = ('static', 'dynamic', 'mixed', 'mixed-backbone')
-CALIBRATION_METHODS = ('MinMax', 'MinMaxAverage', 'Percentile', 'Entropy')
 DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Relu', 'MaxPool')
-BAR_MSE = 1e-3
-BAR_MAX = 5e-2
-# An "INT8 model" must run most of its arithmetic in INT8; keeping nearly everything FP32 to
-# pass the accuracy bar would be an FP32 model under an INT8 name.
-MIN_INT8_MAC_FRACTION = {'static': 0.5, 'mixed-backbone': 0.3, 'mixed': 0.01, 'dynamic': 0.0}
 SEARCH_MARGIN = 0.7      # the search aims below 70 % of the MSE bar ...
 SEARCH_MARGIN_MAX = 0.6  # ... and 60 % of the max-error bar, so held-out frames pass too (at 80 % a
                          # trained model still missed the bar on about 1 held-out set in 3)
@@ -46,8 +37,8 @@ SEARCH_MARGIN_MAX = 0.6  # ... and 60 % of the max-error bar, so held-out frames
 
 @dataclass
 class QuantSettings:
-    mode: str = 'static'
-    calibration_method: str = 'Percentile'
+    mode: str = DEFAULT_MODE
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     per_channel: bool = True
     activation_type: str = 'QUInt8'
     weight_type: str = 'QInt8'
@@ -108,77 +99,6 @@ def preprocess(fp32_path: Path, out_path: Path) -> Path:
     with _quiet():
         quant_pre_process(str(fp32_path), str(out_path))
     return out_path
-
-
-def node_group(name: str) -> str:
-    """Module group of an exported node name, e.g. /backbone/layer1/layer1.0/conv1/Conv -> backbone.layer1.0."""
-    parts = [p for p in name.split('/') if p]
-    if not parts:
-        return 'other'
-    if parts[0] == 'backbone':
-        if len(parts) > 2 and parts[1].startswith('layer'):
-            return f'backbone.{parts[2]}'
-        if parts[1].startswith('MaxPool'):
-            # The pool feeds layer1 and stays INT8 with it even when conv1 is kept FP32
-            # (an FP32 max-pool in plain NCHW is many times slower than the INT8 one).
-            return 'backbone.layer1.0'
-        return 'backbone.stem'
-    if parts[0] in ('encoder', 'decoder') and len(parts) > 1 and parts[1].startswith('layers.'):
-        group = f'{parts[0]}.{parts[1]}'
-        if len(parts) > 2 and parts[2] in ('self_attn', 'multihead_attn'):
-            return group + '.attn'
-        if len(parts) > 2 and (parts[2] in ('linear1', 'linear2') or parts[2].startswith('Relu')):
-            return group + '.ffn'
-        return group
-    return parts[0]
-
-
-def is_backbone(group: str) -> bool:
-    return group.startswith('backbone.')
-
-
-@dataclass
-class Candidate:
-    name: str
-    op_type: str
-    group: str
-    cost: float  # multiply-accumulates (approx.)
-
-
-def candidates(model_path: Path, op_types) -> list[Candidate]:
-    """Nodes to quantize: Conv/Gemm/MatMul with a constant weight input, plus the other op
-    types asked for (Relu, MaxPool: quantizing them lets a conv's output use the post-ReLU
-    range and keeps the int8 path unbroken; measured faster and more accurate).
-
-    MatMuls between two activations (attention scores and weighted values) are left out:
-    measured on the default ACT, quantizing them costs accuracy and gains no speed.
-    """
-    model = onnx.load(str(model_path), load_external_data=False)
-    inits = {i.name: i for i in model.graph.initializer}
-    shapes = {}
-    for vi in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
-        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if dims and all(d > 0 for d in dims):
-            shapes[vi.name] = dims
-    out = []
-    for node in model.graph.node:
-        if node.op_type not in op_types:
-            continue
-        weights = [inits[i] for i in node.input[1:2] if i in inits]
-        if not weights:
-            if node.op_type not in ('Conv', 'Gemm', 'MatMul'):  # Relu, MaxPool, ...: ride along, no cost
-                out.append(Candidate(node.name, node.op_type, node_group(node.name), 0.0))
-            continue
-        w_numel = float(np.prod(weights[0].dims))
-        out_shape = shapes.get(node.output[0])
-        if node.op_type == 'Conv':
-            spatial = float(np.prod(out_shape[2:])) if out_shape else 1.0
-            cost = w_numel * spatial
-        else:
-            rows = float(np.prod(out_shape[:-1])) if out_shape else 1.0
-            cost = w_numel * rows
-        out.append(Candidate(node.name, node.op_type, node_group(node.name), cost))
-    return out
 
 
 class Evaluator:
@@ -290,109 +210,6 @@ def assert_quantized(path: Path) -> None:
     model = onnx.load(str(path), load_external_data=False)
     if not any(n.op_type in INTEGER_OPS for n in model.graph.node):
         raise QuantizeError(f'{Path(path).name}: the quantizer produced no integer operators')
-
-
-def input_channel_means(fp32_path: Path, feeds: list[dict], node_names: list[str]) -> dict:
-    """Mean of each input channel of the data input of the given Conv/Gemm nodes, over frames."""
-    from onnx import TensorProto, helper
-    model = onnx.load(str(fp32_path))
-    nodes = {n.name: n for n in model.graph.node}
-    wanted, tensor_of = set(), {}
-    for name in node_names:
-        node = nodes[name]
-        red = f'{node.input[0]}__channel_mean'
-        tensor_of[name] = red
-        if red not in wanted:
-            wanted.add(red)
-            axes = [0, 2, 3] if node.op_type == 'Conv' else [0]  # NCHW / [tokens, K]
-            model.graph.node.append(helper.make_node('ReduceMean', [node.input[0]], [red], axes=axes, keepdims=0))
-            model.graph.output.append(helper.make_tensor_value_info(red, TensorProto.FLOAT, None))
-    names = sorted(wanted)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
-    total = None
-    for feed in feeds:
-        values = session.run(names, feed)
-        total = values if total is None else [t + v for t, v in zip(total, values)]
-    means = {t: v / len(feeds) for t, v in zip(names, total)}
-    return {name: means[tensor_of[name]] for name in node_names}
-
-
-def bias_correct(fp32_path: Path, qdq_path: Path, means: dict) -> int:
-    """Empirical bias correction (Nagel et al. 2019) of a QDQ model, in place.
-
-    INT8 weights W_q = W + dW shift each output by dW . x; its expectation dW . E[x] is a
-    constant per output channel that the (int32) bias can take back. It matters most where
-    inputs have a large mean: raw pixels into conv1 (~120) and post-ReLU activations.
-    """
-    from onnx import numpy_helper
-    fp = onnx.load(str(fp32_path))
-    model = onnx.load(str(qdq_path))
-    fp_inits = {i.name: i for i in fp.graph.initializer}
-    fp_nodes = {n.name: n for n in fp.graph.node}
-    inits = {i.name: i for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
-    users: dict[str, int] = {}
-    dq_users: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-        if n.op_type == 'DequantizeLinear':
-            dq_users[n.input[0]] = dq_users.get(n.input[0], 0) + 1
-    new_dq_nodes = []
-    corrected = 0
-    for node in list(model.graph.node):
-        if node.name not in means or len(node.input) < 3 or node.name not in fp_nodes:
-            continue
-        w_dq, b_dq = producer.get(node.input[1]), producer.get(node.input[2])
-        if not (w_dq and b_dq and w_dq.op_type == b_dq.op_type == 'DequantizeLinear'
-                and w_dq.input[0] in inits and b_dq.input[0] in inits):
-            continue
-        w_q = numpy_helper.to_array(inits[w_dq.input[0]]).astype(np.float64)
-        w_scale = numpy_helper.to_array(inits[w_dq.input[1]]).astype(np.float64)
-        axis = next((a.i for a in w_dq.attribute if a.name == 'axis'), 1)
-        shape = [1] * w_q.ndim
-        if w_scale.ndim:
-            shape[axis] = -1
-        w_zero = numpy_helper.to_array(inits[w_dq.input[2]]).astype(np.float64).reshape(shape) \
-            if len(w_dq.input) > 2 and w_dq.input[2] in inits else 0.0
-        dw = (w_q - w_zero) * w_scale.reshape(shape) - \
-            numpy_helper.to_array(fp_inits[fp_nodes[node.name].input[1]]).astype(np.float64)
-        mean = np.asarray(means[node.name], np.float64).reshape(-1)
-        if node.op_type == 'Conv':
-            if dw.ndim != 4 or mean.size != dw.shape[1]:
-                continue
-            shift = np.einsum('ockl,c->o', dw, mean)
-        else:
-            trans_b = next((a.i for a in node.attribute if a.name == 'transB'), 0)
-            if dw.ndim != 2 or mean.size != dw.shape[1 if trans_b else 0]:
-                continue
-            shift = dw @ mean if trans_b else mean @ dw
-        bias_t = inits[b_dq.input[0]]
-        b_scale = numpy_helper.to_array(inits[b_dq.input[1]]).astype(np.float64)
-        bias = numpy_helper.to_array(bias_t).astype(np.float64) * b_scale - shift
-        new = np.clip(np.round(bias / b_scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
-        if users[b_dq.output[0]] > 1 or dq_users[bias_t.name] > 1:
-            # Identical biases (zeros, typically) are stored once and shared: give this node its own.
-            name = f'{bias_t.name}__{corrected}_{node.name.replace("/", "_")}'
-            model.graph.initializer.append(numpy_helper.from_array(new, name))
-            dq = onnx.helper.make_node('DequantizeLinear', [name, *b_dq.input[1:]], [name + '_dq'],
-                                       name=name + '_DequantizeLinear')
-            dq.attribute.extend(b_dq.attribute)
-            new_dq_nodes.append(dq)
-            node.input[2] = name + '_dq'
-        else:
-            bias_t.CopyFrom(numpy_helper.from_array(new, bias_t.name))
-        corrected += 1
-    model.graph.node.extend(new_dq_nodes)
-    if new_dq_nodes:  # keep the graph topologically sorted: new DQs (constant inputs only) go first
-        nodes = list(model.graph.node)
-        ordered = new_dq_nodes + [n for n in nodes if n not in new_dq_nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(ordered)
-    onnx.save(model, str(qdq_path))
-    return corrected
 
 
 def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, calib_feeds: list[dict],
@@ -534,11 +351,3 @@ def corrupt_model(path: Path, out_path: Path, what: str = 'scale') -> Path:
         raise QuantizeError(f'nothing to corrupt ({what}) in {path}')
     onnx.save(model, str(out_path))
     return out_path
-
-
-def settings_dict(s: QuantSettings) -> dict:
-    return asdict(s)
-
-
-def temp_work_dir(prefix='rover_quant.') -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get('ROVER_QUANT_TMP')))

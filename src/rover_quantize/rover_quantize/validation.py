@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .quantize import BAR_MAX, BAR_MSE, action_error, make_session
+from .modes import BAR_MAX, BAR_MSE
+from .quantize import action_error, make_session
 
 
 @dataclass

@@ -108,3 +108,126 @@ def test_split_is_spread_and_disjoint(total, n_calib, n_valid):
 def test_split_needs_two_frames():
     with pytest.raises(BagError):
         split_indices(1, 10, 5)
+
+
+# --- Bags users actually have (issue 13) and damaged ones (issue 10) ---
+
+def _flip(path, start, n=4096):
+    data = bytearray(path.read_bytes())
+    data[start:start + n] = bytes(b ^ 0xFF for b in data[start:start + n])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('storage,suffix', [('mcap', '.mcap'), ('sqlite3', '.db3')])
+def test_lone_storage_file_without_metadata(tmp_path, storage, suffix):
+    bag = write_test_bag(tmp_path / 'bag', storage=storage, n_frames=6, hw=HW, seed=4)
+    lone = tmp_path / f'copied{suffix}'
+    next(bag.glob(f'*{suffix}')).rename(lone)  # the directory and its metadata.yaml are gone
+    idx = index_bags([lone], 'camera/image_raw', 'rover/state', 2)
+    assert idx.total == 6
+    np.testing.assert_array_equal(load_frames(idx, [2], HW, 2, progress=False)[0].image,
+                                  synthetic_frames(6, *HW, seed=4)[2])
+    # a directory holding just that one file opens too
+    (tmp_path / 'dir').mkdir()
+    lone.rename(tmp_path / 'dir' / lone.name)
+    assert index_bags([tmp_path / 'dir'], 'camera/image_raw', 'rover/state', 2).total == 6
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_unparseable_service_event_channel_is_skipped_with_one_note(tmp_path, storage):
+    from rosbags.highlevel import AnyReader
+    bag = write_test_bag(tmp_path / 'bag', storage=storage, n_frames=5, hw=HW, service_event=True)
+    with pytest.raises(Exception):  # what a plain rosbags AnyReader does with such a bag
+        AnyReader([bag]).open()
+    idx = index_bags([bag], 'camera/image_raw', 'rover/state', 2)
+    assert idx.total == 5
+    skipped = [n for n in idx.notes if 'skipped 1 channel' in n]
+    assert len(skipped) == 1 and '\n' not in skipped[0]
+    assert '/camera/get_parameters/_service_event (rcl_interfaces/srv/GetParameters_Event)' in skipped[0]
+
+
+def test_error_about_such_a_bag_is_one_line(tmp_path):
+    bag = write_test_bag(tmp_path / 'bag', n_frames=3, hw=HW, service_event=True, image_topic='/front/image')
+    with pytest.raises(BagError) as err:
+        index_bags([bag], 'camera/image_raw', 'rover/state', 2)
+    assert '\n' not in str(err.value) and 'no image topic' in str(err.value)
+    assert '/front/image (sensor_msgs/msg/Image)' in str(err.value)
+
+
+BIG = (120, 160)  # 57 kB frames: about 18 per 1 MiB MCAP chunk, so 60 frames make 4 chunks
+
+
+def _chunks(bag):
+    from rover_quantize.bags import open_bag
+    with open_bag(bag) as reader:
+        return sorted(reader._mcap_storages()[0].chunks, key=lambda c: c.chunk_start_offset)
+
+
+def test_damaged_chunk_with_crc_is_skipped_and_counted(tmp_path):
+    bag = write_test_bag(tmp_path / 'bag', n_frames=120, hw=BIG, seed=5)
+    chunks = _chunks(bag)
+    assert len(chunks) >= 6
+    lost = chunks[2].channel_count[1]  # channel 1 is the camera
+    _flip(next(bag.glob('*.mcap')), chunks[2].chunk_start_offset + 200)
+    idx = index_bags([bag], 'camera/image_raw', 'rover/state', 2, max_bad_fraction=0.25)
+    assert idx.total == 120 - lost and idx.bad_frames == lost
+    assert any(f'skipped 1 damaged chunk(s) holding {lost} frame(s)' in n and 'CRC mismatch' in n
+               for n in idx.notes), idx.notes
+    frames = load_frames(idx, list(range(idx.total)), HW, 2, progress=False)
+    want = synthetic_frames(120, *BIG, seed=5)
+    period, start = int(1e9 / 30), 1_700_000_000_000_000_000  # write_test_bag's clock
+    numbers = [(f.stamp_ns - start) // period for f in frames]
+    assert len(set(numbers)) == len(frames) == 120 - lost
+    for frame, i in list(zip(frames, numbers))[::10]:  # each good frame is the one recorded
+        np.testing.assert_array_equal(frame.image, cv2.resize(want[i], (HW[1], HW[0]), interpolation=cv2.INTER_AREA))
+
+
+def test_too_many_bad_frames_refuse_the_bag(tmp_path):
+    bag = write_test_bag(tmp_path / 'bag', n_frames=60, hw=BIG)
+    chunk = _chunks(bag)[1]
+    _flip(next(bag.glob('*.mcap')), chunk.chunk_start_offset + 200)
+    with pytest.raises(BagError, match=r'of 60 image messages are bad \(more than 10%\).*CRC mismatch'):
+        index_bags([bag], 'camera/image_raw', 'rover/state', 2)
+    assert index_bags([bag], 'camera/image_raw', 'rover/state', 2, max_bad_fraction=0.5).bad_frames > 6
+
+
+def test_without_crcs_damaged_headers_are_still_caught(tmp_path):
+    """rosbags' own writer leaves chunk CRCs 0 ("not computed"): then each message is checked."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rover_quantize.bags import _typestore
+    ts = _typestore()
+    Image, Header, Time = (ts.types[t] for t in ('sensor_msgs/msg/Image', 'std_msgs/msg/Header',
+                                                  'builtin_interfaces/msg/Time'))
+    px = synthetic_frames(1, *HW)[0]
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection('/camera/image_raw', Image.__msgtype__, typestore=ts)
+        for i in range(20):
+            h, w, enc, data = HW[0], HW[1], 'rgb8', px.reshape(-1)
+            if i == 3:
+                data = data[:-100]             # short data
+            elif i == 7:
+                enc = 'yuv422_yuy2'            # not a camera encoding we read
+            elif i == 11:
+                h = 100000                     # impossible size
+            msg = Image(header=Header(stamp=Time(sec=1, nanosec=i), frame_id='c'), height=h, width=w,
+                        encoding=enc, is_bigendian=0, step=w * 3, data=data)
+            writer.write(conn, 1_000_000_000 + i, ts.serialize_cdr(msg, msg.__msgtype__))
+    idx = index_bags([tmp_path / 'bag'], 'camera/image_raw', None, 0, max_bad_fraction=0.2)
+    assert idx.total == 17 and idx.bad_frames == 3
+    assert any('skipped 3 bad image message(s)' in n for n in idx.notes)
+    with pytest.raises(BagError, match='3 of 20 image messages are bad'):
+        index_bags([tmp_path / 'bag'], 'camera/image_raw', None, 0)
+
+
+def test_data_section_crc_is_checked(tmp_path):
+    from rover_quantize.bags import open_bag
+    bag = write_test_bag(tmp_path / 'bag', n_frames=10, hw=HW)
+    with open_bag(bag) as reader:
+        assert reader.notes == []
+    data = next(bag.glob('*.mcap'))
+    # damage a byte outside any chunk (the header record's library string): only the data CRC sees it
+    raw = bytearray(data.read_bytes())
+    raw[32] ^= 0x01  # after magic (8), opcode and length (9), "ros2" (8) and the string length (4)
+    data.write_bytes(bytes(raw))
+    with open_bag(bag) as reader:
+        assert any('data section fails its CRC' in n for n in reader.notes)

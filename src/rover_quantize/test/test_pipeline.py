@@ -12,7 +12,7 @@ import pytest
 from rover_quantize import pipeline
 from rover_quantize.cli import main as cli_main
 from rover_quantize.errors import QuantizeError, ValidationFailed
-from rover_quantize.quantize import corrupt_model
+from rover_quantize.quantize import QuantResult, corrupt_model
 
 from conftest import BAG_FRAMES, CALIB, VALID
 
@@ -81,19 +81,35 @@ def test_int8_model_is_quantized_and_close(built):
     assert a.shape == b.shape == (1, 10, 2) and not np.array_equal(a, b)
 
 
+def _tree_sha(root):
+    return {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob('*')) if p.is_file()}
+
+
 def test_validation_catches_a_broken_model(built, tmp_path, monkeypatch):
-    """A quantized model with a corrupted weight scale must be refused, and written only with force."""
+    """A quantized model with a corrupted weight scale must be refused, and written only with force.
+    Refused, it must not cost the directory its working INT8 model."""
     model_dir = tmp_path / 'md'
     shutil.copytree(built.model_dir, model_dir)
-    real = pipeline.quantize_model
+    before = _tree_sha(model_dir)
 
-    def broken(*args, **kwargs):
-        result = real(*args, **kwargs)
-        corrupt_model(result.path, result.path, 'scale')
-        return result
+    def broken(pre_path, work_dir, settings, *args, **kwargs):
+        # the built INT8 model with one weight scale x50 stands in for a quantizer gone wrong
+        # (running the real quantizer three times would take minutes)
+        path = corrupt_model(built.model_dir / 'model_int8.onnx', work_dir / 'model_int8.onnx', 'scale')
+        return QuantResult(path, settings, [], [], [], {}, [], 0.0, mac_fraction=0.9)
     monkeypatch.setattr(pipeline, 'quantize_model', broken)
     common = dict(bags=[built.bag], calibration_frames=8, validation_frames=6, search=False, report=False,
                   progress=False, ck=built.loaded)
+    with pytest.raises(ValidationFailed, match='missed the accuracy bar.*left as it was'):
+        pipeline.quantize_model_dir(model_dir, **common)
+    assert _tree_sha(model_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['md']  # no staging directory left
+
+    # A directory without an INT8 model has nothing to lose: it gets the manifest saying why.
+    manifest = json.loads((model_dir / 'manifest.json').read_text())
+    (model_dir / 'model_int8.onnx').unlink()
+    del manifest['models']['cpu_int8'], manifest['files']['model_int8.onnx']
+    (model_dir / 'manifest.json').write_text(json.dumps(manifest))
     with pytest.raises(ValidationFailed, match='missed the accuracy bar'):
         pipeline.quantize_model_dir(model_dir, **common)
     manifest = json.loads((model_dir / 'manifest.json').read_text())
@@ -106,6 +122,7 @@ def test_validation_catches_a_broken_model(built, tmp_path, monkeypatch):
     assert (model_dir / 'model_int8.onnx').exists() and manifest['quantization']['forced'] is True
     assert manifest['validation']['passed'] is False
     assert manifest['files']['model_int8.onnx']['sha256'] == _sha(model_dir / 'model_int8.onnx')
+    assert _sha(model_dir / 'model_fp32.onnx') == before['model_fp32.onnx']
 
 
 def test_revalidate_checks_hashes(built, tmp_path):
@@ -123,7 +140,8 @@ def test_revalidate_checks_hashes(built, tmp_path):
 def test_synthetic_build_says_so(tiny_ckpt, tmp_path):
     manifest = pipeline.export_model_dir(tiny_ckpt, tmp_path / 'md', progress=False)
     assert manifest['quantization'] is None and 'cpu_int8' not in manifest['models']
-    frames = pipeline.gather_frames(manifest, None, 'camera/image_raw', 'rover/state', 6, 4)
+    frames = pipeline.gather_frames(pipeline.FrameSpec.of_manifest(manifest), None, 'camera/image_raw',
+                                    'rover/state', 6, 4)
     assert frames.source == 'synthetic' and any('synthetic' in n for n in frames.notes)
     assert frames.calib_images.shape == (6, 96, 128, 3) and frames.valid_states.shape == (4, 2)
     assert not np.array_equal(frames.calib_images[0], frames.valid_images[0])
@@ -213,20 +231,17 @@ def test_cli_random_checkpoint_and_export(tmp_path, capsys):
 def test_other_modes(built, tmp_path, mode):
     model_dir = tmp_path / 'md'
     shutil.copytree(built.model_dir, model_dir)
-    try:
-        manifest = pipeline.quantize_model_dir(model_dir, mode=mode, bags=[built.bag], calibration_frames=8,
-                                               validation_frames=6, search=False, report=False, progress=False,
-                                               ck=built.loaded)
-    except ValidationFailed:  # a random model may miss the bar in these modes; the run itself must work
-        manifest = json.loads((model_dir / 'manifest.json').read_text())
+    # force: a random model may miss the bar in these modes; the run itself must work
+    manifest = pipeline.quantize_model_dir(model_dir, mode=mode, bags=[built.bag], calibration_frames=8,
+                                           validation_frames=6, search=False, report=False, progress=False,
+                                           ck=built.loaded, force=True)
+    assert manifest == json.loads((model_dir / 'manifest.json').read_text())
     q = manifest['quantization']
     assert q['mode'] == mode
     if mode == 'mixed':  # transformer INT8, backbone FP32
         assert all(g.startswith('backbone.') for g in q['fp32_groups']) and q['fp32_groups']
-    ops = set()
-    if (model_dir / 'model_int8.onnx').exists():
-        import onnx
-        ops = {n.op_type for n in onnx.load(str(model_dir / 'model_int8.onnx')).graph.node}
-        expected = {'DynamicQuantizeLinear', 'MatMulInteger'} if mode == 'dynamic' else {'QuantizeLinear'}
-        assert ops & expected, ops
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(model_dir / 'model_int8.onnx')).graph.node}
+    expected = {'DynamicQuantizeLinear', 'MatMulInteger'} if mode == 'dynamic' else {'QuantizeLinear'}
+    assert ops & expected, ops
     assert manifest['validation']['frames'] == 6

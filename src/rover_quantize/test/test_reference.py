@@ -1,14 +1,17 @@
-"""Our ACT vs an independent LeRobot-style implementation loading the same state dict.
+"""Our ACT vs an independent LeRobot-style implementation loading the same checkpoint file.
 
-The reference below follows LeRobot's modeling_act.py structure: torch.nn.MultiheadAttention
-on (sequence, batch, dim) tensors, BatchNorm2d in eval mode for the frozen BN, list-of-token
-assembly. If our batch-first/2-D rewrite, BN folding or key names drifted, this breaks.
+The reference below shares no model code with rover_quantize: it follows LeRobot's
+modeling_act.py structure (torch.nn.MultiheadAttention on (sequence, batch, dim) tensors,
+BatchNorm2d in eval mode for the frozen BN, list-of-token assembly) and reads
+model.safetensors itself, by LeRobot's key names. If our batch-first/2-D rewrite, BN folding,
+loader or key names drifted, this breaks.
 """
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from conftest import TINY
@@ -164,7 +167,10 @@ def test_matches_lerobot_style_reference(tmp_path, extra):
     path = write_random_checkpoint(tmp_path / 'ck', seed=5, layout='new', **{**TINY, **extra})
     ck = load_checkpoint(path)
     ref = RefACT(ck.cfg).eval()
-    state = {k: v for k, v in ck.core.state_dict().items()}
+    # LeRobot's ACTPolicy keeps the model under "model."; the VAE encoder is training-only
+    tensors = load_file(path / 'model.safetensors')
+    state = {k[len('model.'):]: v for k, v in tensors.items()
+             if k.startswith('model.') and not k.startswith('model.vae_encoder')}
     missing, unexpected = ref.load_state_dict(state, strict=False)
     assert not unexpected
     assert all(k.endswith('num_batches_tracked') for k in missing)
