@@ -21,6 +21,7 @@ setup(
     # torch: CPU wheels are enough (on amd64 PyPI's default wheel pulls CUDA; see README.md).
     install_requires=[
         'setuptools',
+        'rover_common',   # the model-directory contract: pip install ./src/rover_common ./src/rover_quantize
         'numpy',
         'opencv-python-headless',
         'matplotlib',

@@ -32,9 +32,9 @@ class ChunkScheduler:
             raise ValueError(f'control_rate_hz must be > 0, got {control_rate_hz}')
         if n_action_steps < 1:
             raise ValueError(f'n_action_steps must be >= 1, got {n_action_steps}')
-        if temporal_ensemble_coeff is not None and not (
-                math.isfinite(temporal_ensemble_coeff) and temporal_ensemble_coeff >= 0):
-            raise ValueError(f'temporal_ensemble_coeff must be None or >= 0, got {temporal_ensemble_coeff}')
+        if temporal_ensemble_coeff is not None and not math.isfinite(temporal_ensemble_coeff):
+            # any finite value is LeRobot's: negative ones favour the newer chunks
+            raise ValueError(f'temporal_ensemble_coeff must be None or finite, got {temporal_ensemble_coeff}')
         self.rate = float(control_rate_hz)
         self.n_action_steps = int(n_action_steps)
         self.coeff = temporal_ensemble_coeff

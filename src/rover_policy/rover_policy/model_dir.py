@@ -3,19 +3,21 @@
 Everything the policy needs comes from `manifest.json`; nothing is guessed from
 file names. Every model file the policy loads is checked against the sha256 the
 manifest lists for it, so a half-copied or swapped file never drives the car.
+File names, keys, versions and defaults are the contract's
+(rover_common.model_contract), which rover_quantize writes by.
 """
-import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
 
-MANIFEST_NAME = 'manifest.json'
-FORMAT_NAME = 'rover-act-model'
-SUPPORTED_FORMAT_VERSIONS = (1,)
-# The rover's state and action vectors are [steering, throttle] unless the manifest names them.
-DEFAULT_NAMES = ('steering', 'throttle')
-KNOWN_NAMES = ('steering', 'throttle')
+from rover_common.model_contract import (DEFAULT_CONTROL_RATE_HZ, DEFAULT_NAMES, FORMAT, MANIFEST,
+                                         SUPPORTED_FORMAT_VERSIONS, ContractError,
+                                         check_temporal_ensemble_coeff, sha256_of)
+
+MANIFEST_NAME = MANIFEST
+FORMAT_NAME = FORMAT
+KNOWN_NAMES = DEFAULT_NAMES   # the rover maps [steering, throttle] to angular.z / linear.x
 
 
 class ModelDirError(Exception):
@@ -121,14 +123,6 @@ class ModelDir:
                 'the rover needs a steering and a throttle action')
 
 
-def sha256_of(path: str, block_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(block_size), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_model_dir(path: str) -> ModelDir:
     """Read and validate `path/manifest.json` (files are checked when they are loaded)."""
     if not path:
@@ -205,16 +199,12 @@ def _parse(path, manifest_path, manifest) -> ModelDir:
         if len(features.shape) != 4 or features.shape[0] != 1:
             fail(f'features must have shape [1, C, h, w], got {list(features.shape)}')
 
-    coeff = manifest.get('temporal_ensemble_coeff')
-    if coeff is not None:
-        try:
-            coeff = float(coeff)
-        except (TypeError, ValueError):
-            fail(f'temporal_ensemble_coeff {coeff!r} is not a number or null')
-        if not math.isfinite(coeff) or coeff < 0:
-            fail(f'temporal_ensemble_coeff must be null or >= 0, got {coeff}')
+    try:  # LeRobot's meaning: None = off; any finite k weights chunks exp(-k * i), oldest first
+        coeff = check_temporal_ensemble_coeff(manifest.get('temporal_ensemble_coeff'), n_action_steps)
+    except ContractError as exc:
+        fail(str(exc))
     try:
-        rate = float(manifest.get('control_rate_hz', 30.0))
+        rate = float(manifest.get('control_rate_hz', DEFAULT_CONTROL_RATE_HZ))
     except (TypeError, ValueError):
         fail(f'control_rate_hz {manifest.get("control_rate_hz")!r} is not a number')
     if not math.isfinite(rate) or rate <= 0:

@@ -38,7 +38,7 @@ from rover_common.stats import RateMeter, RollingStats
 from rover_policy.backends import BACKENDS, BackendError, create_backend
 from rover_policy.chunk_scheduler import ChunkScheduler
 from rover_policy.control_loop import ControlLoop
-from rover_policy.inference_worker import InferenceWorker
+from rover_policy.inference_worker import InferenceWorker, call_niced
 from rover_policy.model_dir import ModelDirError, load_model_dir
 from rover_policy.preprocessing import ImagePreprocessor, prepare_state
 from rover_policy.safety import SafetyGate
@@ -48,6 +48,9 @@ NODE_NAME = 'policy'
 # Python threads hand over the GIL every 5 ms by default; the control tick must
 # not wait that long behind a Python-busy thread.
 GIL_SWITCH_INTERVAL_S = 0.0005
+# Inference fills every core; niced, it yields at once to the threads on the command path
+# (measured in `bench control`).
+DEFAULT_INFERENCE_NICE = 10
 # Parameters that may change at run time, with their ranges.
 DYNAMIC_RANGES = {'max_frame_age': (0.01, 10.0)}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -91,11 +94,14 @@ class PolicyNode(Node):
                                  'each chunk before it is spent (1..chunk_size); default from the '
                                  'manifest; not used with temporal ensembling.',
                                  min_value=1, max_value=model.chunk_size, read_only=True)
+        ensembling = declare(self, 'temporal_ensembling', model.temporal_ensemble_coeff is not None,
+                             'Blend the overlapping chunks (LeRobot\'s temporal ensembling); default: on '
+                             'when the manifest\'s temporal_ensemble_coeff is not null.', read_only=True)
         coeff = self._number('temporal_ensemble_coeff',
-                             -1.0 if model.temporal_ensemble_coeff is None else model.temporal_ensemble_coeff,
+                             0.01 if model.temporal_ensemble_coeff is None else model.temporal_ensemble_coeff,
                              'Temporal ensembling weight exp(-coeff * k), k = 0 for the oldest chunk '
-                             '(0.01 in the ACT paper); negative: off (LeRobot\'s None). Default from the '
-                             'manifest.', -1.0, 10.0, read_only=True)
+                             '(0.01 in the ACT paper; negative favours newer chunks). Default from the '
+                             'manifest.', -10.0, 10.0, read_only=True)
         max_frame_age = self._number('max_frame_age', 0.2, 'Newest camera frame older than this '
                                      '(s, by capture stamp) -> neutral.', *DYNAMIC_RANGES['max_frame_age'])
         control_priority = declare(self, 'control_priority', 0, 'SCHED_FIFO priority of the control '
@@ -104,11 +110,16 @@ class PolicyNode(Node):
         inject_delay_ms = declare(self, 'inject_delay_ms', 0, 'Test/benchmark only: extra sleep (ms) '
                                   'after each inference to simulate a slow backend.',
                                   min_value=0, max_value=10000)
+        inference_nice = declare(self, 'inference_nice', DEFAULT_INFERENCE_NICE, 'Niceness added to the '
+                                 'inference thread and ONNX Runtime\'s threads, so the control loop, '
+                                 'DDS and the camera get a core at once (0: same as the node).',
+                                 min_value=0, max_value=19, read_only=True)
         timing_log = declare(self, 'timing_log', '', 'Benchmark only: write per-tick and per-chunk '
                              'timing records (JSON lines) to this file.', read_only=True)
 
-        try:
-            self._backend = create_backend(model, backend_name, threads, hef_path)
+        try:  # created on a niced thread: ONNX Runtime's pool threads inherit its niceness
+            self._backend = call_niced(lambda: create_backend(model, backend_name, threads, hef_path),
+                                       inference_nice)
         except (BackendError, ModelDirError) as exc:
             raise ConfigError(str(exc)) from exc
         self._preprocess = ImagePreprocessor.for_model(model)
@@ -125,7 +136,7 @@ class PolicyNode(Node):
 
         self._steering_index = model.action_names.index('steering')
         self._throttle_index = model.action_names.index('throttle')
-        self._scheduler = ChunkScheduler(rate, n_action_steps, coeff if coeff >= 0 else None)
+        self._scheduler = ChunkScheduler(rate, n_action_steps, coeff if ensembling else None)
         self._gate = SafetyGate(max_frame_age)
         try:
             self._timing = TimingLog(timing_log)
@@ -133,6 +144,7 @@ class PolicyNode(Node):
             self._backend.close()
             raise ConfigError(f'cannot write timing_log {timing_log}: {exc}') from exc
         self._lock = threading.Lock()
+        self._frame_dds = {}  # capture stamp -> (camera publish, arrival in this process), timing only
         self._newest_frame_stamp = None
         self._state_received = None
         self._frames_received = 0
@@ -163,7 +175,7 @@ class PolicyNode(Node):
         self._worker = InferenceWorker(
             self._backend, image_conversion.image_msg_to_bgr, self._preprocess,
             self._make_state, self._on_chunk, self._on_inference_error, self._now,
-            inject_delay_s=inject_delay_ms / 1000.0).start()
+            inject_delay_s=inject_delay_ms / 1000.0, nice=inference_nice).start()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._control = ControlLoop(rate, self._tick, priority=control_priority,
                                     on_priority=self._on_priority).start()
@@ -177,7 +189,7 @@ class PolicyNode(Node):
         self.get_logger().info(
             f'policy ready: {model.path} ({description}), image {model.image_width}x{model.image_height}, '
             f'chunk {model.chunk_size}, n_action_steps {n_action_steps}, ensembling '
-            f'{"off" if coeff < 0 else coeff}, control {rate:.1f} Hz')
+            f'{coeff if ensembling else "off"}, control {rate:.1f} Hz')
 
     def _number(self, name, default, description, low, high, read_only=False) -> float:
         value = declare(self, name, float(default), description, min_value=low, max_value=high,
@@ -188,11 +200,13 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, info) -> None:
         stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
             self._newest_frame_stamp = stamp
             self._frames_received += 1
+            if self._timing.enabled:  # the middleware's times split the transport (benchmark)
+                self._frame_dds[stamp] = (info['source_timestamp'] * 1e-9, info['received_timestamp'] * 1e-9)
         self._worker.submit_frame(msg, stamp, self._now())
 
     def _on_state(self, msg: TwistStamped) -> None:
@@ -223,9 +237,13 @@ class PolicyNode(Node):
         self._preprocess_ms.add(result.preprocess_s * 1000.0)
         with self._lock:
             self._frames_skipped += result.frames_skipped
-        self._timing.add(type='chunk', stamp=result.stamp, received=result.received,
-                         started=result.started, ready=result.ready, model_s=result.model_s,
-                         preprocess_s=result.preprocess_s)
+        if self._timing.enabled:
+            with self._lock:
+                sent, arrived = self._frame_dds.get(result.stamp, (None, None))
+                self._frame_dds = {k: v for k, v in self._frame_dds.items() if k > result.stamp}
+            self._timing.add(type='chunk', stamp=result.stamp, sent=sent, arrived=arrived,
+                             received=result.received, started=result.started, ready=result.ready,
+                             model_s=result.model_s, preprocess_s=result.preprocess_s)
         msg = Float32MultiArray()
         chunk, width = result.actions.shape
         msg.layout.dim = [MultiArrayDimension(label='chunk', size=chunk, stride=chunk * width),
@@ -305,6 +323,7 @@ class PolicyNode(Node):
             'frames_skipped': self._frames_skipped,
             'chunks': self._worker.chunks,
             'inference_errors': self._worker.errors,
+            'inference_nice': self._worker.nice_error or self._worker.nice,
             'last_error': self._last_error or '',
             'state_age_s': state_age,
             'estop': self._estop,

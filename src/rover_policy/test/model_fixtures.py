@@ -1,13 +1,9 @@
 """A tiny model directory that follows rover_quantize/MODEL_DIR.md, for the policy tests.
 
-This is the ONE place the tests get their model from. When rover_quantize is
-available the body of `build_tiny_model_dir` can become:
-
-    from rover_quantize.checkpoint import write_random_checkpoint
-    from rover_quantize.pipeline import build_model_dir
-    return build_model_dir(write_random_checkpoint(ckpt_path, seed=0, dim_model=32, ...), out_dir)
-
-The stand-in here is a small conv backbone (uint8 NHWC RGB in, ImageNet
+This is the ONE place the tests get their model from. It is written through
+the model-directory contract (rover_common.model_contract), the same module
+rover_quantize writes with and rover_policy reads with, so the tests cannot
+drift from either side. The model itself is a small conv backbone (uint8 NHWC RGB in, ImageNet
 normalization inside the graph, NCHW features out) and an MLP head over the
 flattened features and the state, exported with torch to backbone.onnx,
 head.onnx and model_fp32.onnx, plus a static QDQ INT8 model from ONNX Runtime's
@@ -18,6 +14,8 @@ import os
 
 import numpy as np
 
+from rover_common import model_contract as mc
+
 TINY_HEIGHT = 48
 TINY_WIDTH = 64
 TINY_CHUNK = 20
@@ -26,9 +24,7 @@ ACTION_DIM = 2
 
 
 def sha256(path):
-    import hashlib
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return mc.sha256_of(path)
 
 
 def _modules(height, width, chunk_size, seed):
@@ -121,42 +117,36 @@ def build_tiny_model_dir(out_dir, seed=0, height=TINY_HEIGHT, width=TINY_WIDTH,
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
-    files = ['model_fp32.onnx', 'model_int8.onnx', 'backbone.onnx', 'head.onnx']
-    manifest = {
-        'format': 'rover-act-model', 'format_version': 1,
-        'created_by': 'rover_policy test fixture',
-        'checkpoint': {'path': 'tiny-random', 'sha256': ''},
-        'files': {name: {'sha256': sha256(os.path.join(out_dir, name))} for name in files},
-        'models': {'cpu_fp32': 'model_fp32.onnx', 'cpu_int8': 'model_int8.onnx',
-                   'backbone': 'backbone.onnx', 'head': 'head.onnx'},
-        'inputs': [
-            {'name': 'image', 'shape': [1, height, width, 3], 'dtype': 'uint8', 'layout': 'NHWC',
+    models = {mc.CPU_FP32: mc.FP32_FILE, mc.CPU_INT8: mc.INT8_FILE,
+              mc.BACKBONE: mc.BACKBONE_FILE, mc.HEAD: mc.HEAD_FILE}
+    manifest = mc.new_manifest(
+        created_by='rover_policy test fixture',
+        files=mc.files_entry(out_dir, list(models.values())), models=models,
+        inputs=[
+            {'name': mc.IMAGE_INPUT, 'shape': [1, height, width, 3], 'dtype': 'uint8', 'layout': 'NHWC',
              'color': 'rgb', 'feature': 'observation.images.front'},
-            {'name': 'state', 'shape': [1, STATE_DIM], 'dtype': 'float32', 'feature': 'observation.state'},
+            {'name': mc.STATE_INPUT, 'shape': [1, STATE_DIM], 'dtype': 'float32', 'feature': 'observation.state'},
         ],
-        'outputs': [{'name': 'actions', 'shape': [1, chunk_size, ACTION_DIM], 'dtype': 'float32'}],
-        'features': {'name': 'features', 'shape': list(features_shape), 'dtype': 'float32'},
-        'chunk_size': chunk_size,
-        'n_action_steps': chunk_size if n_action_steps is None else n_action_steps,
-        'temporal_ensemble_coeff': None,
-        'action_names': ['steering', 'throttle'],
-        'state_names': ['steering', 'throttle'],
-        'control_rate_hz': control_rate_hz,
-        'camera_topic': 'camera/image_raw',
-        'quantization': {'mode': 'static', 'calibration_method': 'MinMax', 'per_channel': True,
-                         'op_types': ['Conv', 'MatMul', 'Gemm'], 'calibration_frames': 16, 'bags': []},
-    }
-    write_manifest(out_dir, manifest)
+        outputs=[{'name': mc.ACTIONS_OUTPUT, 'shape': [1, chunk_size, ACTION_DIM], 'dtype': 'float32'}],
+        features={'name': mc.FEATURES, 'shape': list(features_shape), 'dtype': 'float32'},
+        chunk_size=chunk_size, n_action_steps=chunk_size if n_action_steps is None else n_action_steps,
+        temporal_ensemble_coeff=None, action_names=list(mc.DEFAULT_NAMES), state_names=list(mc.DEFAULT_NAMES),
+        control_rate_hz=control_rate_hz,
+        checkpoint={'path': 'tiny-random', 'sha256': ''},
+        quantization={'mode': 'static', 'calibration_method': 'MinMax', 'per_channel': True,
+                      'op_types': ['Conv', 'MatMul', 'Gemm'], 'calibration_frames': 16, 'bags': []})
+    mc.write_manifest(out_dir, manifest)
     return out_dir
 
 
 def write_manifest(model_dir, manifest):
-    with open(os.path.join(model_dir, 'manifest.json'), 'w') as f:
+    """Tests edit manifests on purpose (also into invalid ones): written as given."""
+    with open(os.path.join(model_dir, mc.MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=2)
 
 
 def read_manifest(model_dir):
-    with open(os.path.join(model_dir, 'manifest.json')) as f:
+    with open(os.path.join(model_dir, mc.MANIFEST)) as f:
         return json.load(f)
 
 

@@ -88,7 +88,8 @@ def test_invalid_arguments():
     with pytest.raises(ValueError):
         ChunkScheduler(RATE, 0)
     with pytest.raises(ValueError):
-        ChunkScheduler(RATE, 10, temporal_ensemble_coeff=-1.0)
+        ChunkScheduler(RATE, 10, temporal_ensemble_coeff=float('nan'))
+    assert ChunkScheduler(RATE, 1, temporal_ensemble_coeff=-0.5).ensembling   # valid in LeRobot
     with pytest.raises(ValueError):
         ChunkScheduler(RATE, 10).add_chunk(np.zeros(5), 0.0)
 

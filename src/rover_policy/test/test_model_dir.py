@@ -93,7 +93,8 @@ def _edit(model_dir, change):
     (lambda m: m['inputs'][0].update(shape=[1, 3, 48, 64]), r'must have shape \[1, H, W, 3\]'),
     (lambda m: m.update(chunk_size=7), 'chunk_size 7 differs'),
     (lambda m: m.update(n_action_steps=0), 'n_action_steps 0 must be in'),
-    (lambda m: m.update(temporal_ensemble_coeff=-0.5), 'temporal_ensemble_coeff must be null or >= 0'),
+    (lambda m: m.update(temporal_ensemble_coeff=0.01), 'needs n_action_steps == 1'),   # as LeRobot refuses it
+    (lambda m: m.update(temporal_ensemble_coeff='0.01', n_action_steps=1), 'finite number'),
     (lambda m: m.update(control_rate_hz=0), 'control_rate_hz must be > 0'),
     (lambda m: m['outputs'][0].update(shape=[1, 20]), r'\[1, chunk_size, action_dim\]'),
     (lambda m: m.update(action_names=['steering']), 'must list 2 names'),
@@ -117,6 +118,7 @@ def test_rover_names_are_checked(model_copy):
 def test_ensemble_coeff_and_defaults(model_copy):
     def change(m):
         m['temporal_ensemble_coeff'] = 0.01
+        m['n_action_steps'] = 1
         del m['action_names'], m['state_names']
     _edit(model_copy, change)
     model = load_model_dir(model_copy)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CheckpointError
-from .model_contract import ContractError, check_temporal_ensemble_coeff
+from rover_common.model_contract import ContractError, check_temporal_ensemble_coeff
 
 OBS_STATE = 'observation.state'
 OBS_ENV_STATE = 'observation.environment_state'

@@ -25,7 +25,7 @@ import torch
 from .act_config import ACTION, OBS_ENV_STATE, OBS_STATE, ActConfig, load_config, make_config
 from .act_model import ActCore, FrozenBatchNorm2d
 from .errors import CheckpointError
-from .model_contract import sha256_of
+from rover_common.model_contract import sha256_of
 
 MODEL_FILE = 'model.safetensors'
 CONFIG_FILE = 'config.json'

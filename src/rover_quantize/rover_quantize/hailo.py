@@ -24,7 +24,7 @@ import onnx
 
 from .errors import QuantizeError
 from .manifest import read_manifest
-from .model_contract import HEF, HEF_FILE, HEF_OUTPUTS, files_entry, write_manifest
+from rover_common.model_contract import HEF, HEF_FILE, HEF_OUTPUTS, files_entry, write_manifest
 
 NET_NAME = 'act_backbone'
 HAILO_ONNX = 'backbone_hailo.onnx'

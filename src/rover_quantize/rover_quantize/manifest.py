@@ -6,8 +6,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import QuantizeError
-from .model_contract import ContractError
-from .model_contract import read_manifest as _read
+from rover_common.model_contract import ContractError
+from rover_common.model_contract import read_manifest as _read
 
 
 def read_manifest(model_dir: Path) -> dict:

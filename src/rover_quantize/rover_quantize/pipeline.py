@@ -15,7 +15,7 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .errors import QuantizeError, ValidationFailed
 from .export import export_part, io_spec
 from .manifest import created_by, read_manifest
-from .model_contract import (BACKBONE, BACKBONE_FILE, CPU_FP32, CPU_INT8, FP32_FILE, HEAD, HEAD_FILE, INT8_FILE,
+from rover_common.model_contract import (BACKBONE, BACKBONE_FILE, CPU_FP32, CPU_INT8, FP32_FILE, HEAD, HEAD_FILE, INT8_FILE,
                              REPORT_DIR, files_entry, new_manifest, sha256_of, verify_files, write_manifest)
 from .modes import BAR_MAX, BAR_MSE, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE, MIN_INT8_MAC_FRACTION
 from .quantize import QuantSettings, preprocess, quantize_model

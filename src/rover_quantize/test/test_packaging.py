@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1]
-RUNTIME = {'numpy', 'opencv-python-headless', 'matplotlib', 'onnx', 'onnxruntime', 'onnxscript', 'rosbags',
+RUNTIME = {'rover_common', 'numpy', 'opencv-python-headless', 'matplotlib', 'onnx', 'onnxruntime', 'onnxscript', 'rosbags',
            'safetensors', 'torch', 'tqdm'}
 
 

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from rover_quantize import model_contract as mc
+from rover_common import model_contract as mc
 
 CONTRACT = Path(mc.__file__)
 
 
 def test_loads_alone_without_numpy_torch_or_ros():
-    """The policy node on the Pi uses this file without rover_quantize (or torch) installed."""
+    """The policy node on the Pi and rover-quantize on a training PC both use this file."""
     code = ('import importlib.util, sys\n'
             f'spec = importlib.util.spec_from_file_location("model_contract", {str(CONTRACT)!r})\n'
             'module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n'
-            'print(sorted(m for m in ("numpy", "torch", "onnx", "onnxruntime", "rclpy", "rover_quantize") '
+            'print(sorted(m for m in ("numpy", "torch", "onnx", "onnxruntime", "rclpy", "rover_quantize", "rover_policy") '
             'if m in sys.modules))\n')
     out = subprocess.run([sys.executable, '-I', '-c', code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -34,19 +34,6 @@ def test_temporal_ensemble_coeff_has_lerobots_meaning():
     for bad in (math.nan, math.inf, '0.01', True):
         with pytest.raises(mc.ContractError, match='finite number'):
             mc.check_temporal_ensemble_coeff(bad, 1)
-
-
-def test_a_built_directory_meets_the_contract(built):
-    manifest = mc.read_manifest(built.model_dir)
-    assert mc.verify_files(built.model_dir, manifest) == []
-    for key in (mc.CPU_FP32, mc.CPU_INT8, mc.BACKBONE, mc.HEAD):
-        assert (built.model_dir / manifest['models'][key]).is_file()
-    required = mc.new_manifest(inputs=[], outputs=[], features=None, chunk_size=1, n_action_steps=1,
-                               temporal_ensemble_coeff=None, action_names=[], state_names=[], models={},
-                               files={}, created_by='x')
-    assert set(required) <= set(manifest)
-    assert [i['name'] for i in manifest['inputs']] == [mc.IMAGE_INPUT, mc.STATE_INPUT]
-    assert manifest['outputs'][0]['name'] == mc.ACTIONS_OUTPUT and manifest['features']['name'] == mc.FEATURES
 
 
 def test_checks_catch_a_changed_file_and_a_foreign_manifest(tmp_path):
