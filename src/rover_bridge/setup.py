@@ -17,6 +17,8 @@ setup(
         ('share/' + package_name + '/firmware/host_test/stubs', glob('firmware/host_test/stubs/*.h')),
     ],
     install_requires=['setuptools', 'pyserial'],
+    # colcon test runs pytest only for packages whose test extra names it (else unittest: 0 tests).
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=True,
     maintainer='rover team',
     maintainer_email='rover@example.com',
@@ -25,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'bridge_node = rover_bridge.bridge_node:main',
+            'virtual_arduino = rover_bridge.twin.cli:main',
         ],
     },
 )

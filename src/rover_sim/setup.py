@@ -16,11 +16,10 @@ setup(
     zip_safe=True,
     maintainer='rover team',
     maintainer_email='rover@example.com',
-    description='Simulated rover hardware: virtual Arduino on a pty, vehicle model, track camera.',
+    description='Simulated rover: the virtual Arduino (rover_bridge.twin) driving a vehicle model, track camera.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'virtual_arduino = rover_sim.virtual_arduino:main',
             'sim_node = rover_sim.sim_node:main',
             'expert_driver = rover_sim.expert_driver:main',
         ],

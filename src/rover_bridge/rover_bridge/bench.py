@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     workdir = tempfile.mkdtemp(prefix='rover_bench_serial_')
     link_path = os.path.join(workdir, 'arduino')
     board = subprocess.Popen(
-        [sys.executable, '-m', 'rover_sim.virtual_arduino', '--link', link_path, '--status-period', '0',
+        [sys.executable, '-m', 'rover_bridge.twin.cli', '--link', link_path, '--status-period', '0',
          '--arming-ms', '0', '--boot-delay', '0.05'],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     link = None

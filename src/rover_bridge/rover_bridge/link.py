@@ -2,12 +2,13 @@
 
 One thread owns the port: it opens it (with backoff while it is missing), waits for
 the firmware's HELLO (the board resets when the port opens) and checks the protocol
-version, sends the e-stop state, then sends COMMAND at a fixed rate from
-`command_source()`, PINGs for the round-trip time, and decodes TELEMETRY. Every
-HELLO (a connect, or a board that reset and forgot its latch) is answered with
-ESTOP before any COMMAND, and while the latch is engaged every COMMAND is neutral
-whatever `command_source()` says. Partial reads, garbage,
-unplugging and re-enumeration are handled here; callers never block on the port.
+version, sends the e-stop state, then sends COMMAND from `command_source()` at a
+fixed rate phase-locked to the publisher (`pacing.SendPacer` decides when), PINGs
+for the round-trip time, and decodes TELEMETRY. Every HELLO (a connect, or a
+board that reset and forgot its latch) is answered with ESTOP before any COMMAND,
+and while the latch is engaged every COMMAND is neutral whatever
+`command_source()` says. Partial reads, garbage, unplugging and re-enumeration
+are handled here; callers never block on the port.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 import serial
 
 from rover_bridge import protocol as p
+from rover_bridge.pacing import SendPacer
 from rover_common.stats import RateMeter, RollingStats
 
 
@@ -37,14 +39,7 @@ class LinkConfig:
     port: str
     baud: int = 115200
     rate_hz: float = 30.0
-    # Phase lock to the publisher: without it a 30 Hz policy and a 30 Hz bridge
-    # drift apart and a command waits up to a whole period for the wire.
-    # A fresh command goes out at once if the last COMMAND is at least
-    # (period - sync_margin) old, or if the last one was a repeat sent less
-    # than sync_window ago (the new value replaces it). After a fresh send the
-    # next repeat waits period + sync_window, so publisher jitter does not let
-    # a repeat take the fresh command's slot. A flood gives at most
-    # 1 / (period - sync_margin), about 31 Hz.
+    # phase lock to the publisher: see rover_bridge.pacing
     sync_margin: float = 0.001
     sync_window: float = 0.005
     hello_timeout: float = 5.0         # s after opening without HELLO -> close and retry
@@ -98,13 +93,12 @@ class SerialLink:
         self._opened_at = 0.0
         self._next_hello_request = 0.0
         self._last_rx = 0.0
-        self._next_send = 0.0
+        self._pacer = SendPacer(config.rate_hz, config.sync_margin, config.sync_window)
         self._next_ping = 0.0
         self._next_estop = 0.0
         self._estop = bool(estop)  # e.g. restored from the bridge's state file
         self._estop_dirty = False
         self._fresh_command = False
-        self._last_send_fresh = False
         self._pings = collections.OrderedDict()
         self._ping_token = 0
         self._last_rx_seq = None
@@ -259,23 +253,13 @@ class SerialLink:
     def _next_deadline(self, now: float) -> float:
         if self._state == LinkState.CONNECTING:
             return min(self._opened_at + self.config.hello_timeout, max(self._next_hello_request, now))
-        deadlines = [self._next_send, self._next_ping, self._last_rx + self.config.link_timeout]
-        if self._fresh_command:
-            deadlines.append(self._earliest_send())
+        deadlines = [self._pacer.deadline(now, self._fresh_command), self._next_ping,
+                     self._last_rx + self.config.link_timeout]
         if self._estop_dirty:
             return now
         if self._estop:
             deadlines.append(self._next_estop)
         return min(deadlines)
-
-    def _earliest_send(self) -> float:
-        """When a fresh command may go out (see LinkConfig.sync_margin)."""
-        if not self.send_times:
-            return float('-inf')
-        last = self.send_times[-1]
-        if not self._last_send_fresh and self._clock() - last <= self.config.sync_window:
-            return last  # replace the repeat just sent
-        return last + 1.0 / self.config.rate_hz - self.config.sync_margin
 
     def _open(self, now: float) -> None:
         cfg = self.config
@@ -397,7 +381,7 @@ class SerialLink:
         else:
             self.counts['connects'] += 1
             self._backoff = self.config.backoff_min
-            self._next_send = now
+            self._pacer.restart(now)
             self._next_ping = now
             self._set_state(LinkState.UP)
             self._on_log('info', f'link up on {self.config.port}: firmware protocol '
@@ -446,8 +430,8 @@ class SerialLink:
             self._send(p.Estop(int(engaged)))
             self.counts['estops_sent'] += 1
             self._next_estop = now + cfg.estop_repeat
-        fresh = self._fresh_command and now >= self._earliest_send()
-        if now >= self._next_send or fresh:
+        fresh = self._pacer.fresh_due(now, self._fresh_command)
+        if fresh or self._pacer.repeat_due(now):
             with self._lock:
                 self._fresh_command = False
             try:
@@ -463,13 +447,7 @@ class SerialLink:
             if self.send_times:
                 self.send_intervals_ms.add((now - self.send_times[-1]) * 1000.0)
             self.send_times.append(now)
-            period = 1.0 / cfg.rate_hz
-            self._next_send += period
-            if fresh:  # follow the publisher's phase
-                self._next_send = now + period + cfg.sync_window
-            elif self._next_send <= now:  # late by a whole period (stall): re-anchor, never burst
-                self._next_send = now + period
-            self._last_send_fresh = fresh
+            self._pacer.sent(now, fresh)
         if now >= self._next_ping:
             self._ping_token = (self._ping_token + 1) & 0xFFFFFFFF
             self._pings[self._ping_token] = now

@@ -29,9 +29,10 @@ from std_srvs.srv import SetBool
 
 from rover_bridge import protocol as p
 from rover_bridge.command import Shaping
+from rover_bridge.twin.firmware_twin import FirmwareConfig
+from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common.process import NodeProcess, wait_for
 from rover_common.ros_env import apply_localhost_env, localhost_env
-from rover_sim.virtual_arduino import FirmwareConfig, VirtualArduino
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,8 +23,9 @@ import pytest
 import serial
 
 from rover_bridge import protocol as p
+from rover_bridge.twin.firmware_twin import FirmwareConfig, FirmwareCore, normalized_to_us
+from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common.process import wait_for
-from rover_sim.virtual_arduino import FirmwareConfig, FirmwareCore, VirtualArduino, normalized_to_us
 
 REPO = Path(__file__).resolve().parents[3]
 MAKE_DIR = REPO / 'tests' / 'firmware'
@@ -354,7 +355,7 @@ def test_bridge_refuses_a_firmware_of_another_protocol_version(tmp_path):
 
 
 def test_runner_owns_its_link_and_exits_cleanly_on_sigint(firmware, board):
-    from rover_sim.virtual_arduino import LinkInUse
+    from rover_bridge.twin.link_lock import LinkInUse
     with pytest.raises(LinkInUse, match=f'pid {board.proc.pid}'):
         VirtualArduino(link=board.link).start()
     _, runner, _ = firmware

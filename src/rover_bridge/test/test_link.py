@@ -8,8 +8,9 @@ import pytest
 
 from rover_bridge import protocol as p
 from rover_bridge.link import LinkConfig, LinkState, SerialLink
+from rover_bridge.twin.firmware_twin import FirmwareConfig
+from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common.process import wait_for
-from rover_sim.virtual_arduino import FirmwareConfig, VirtualArduino
 
 FAST = FirmwareConfig(arming_ms=50)
 

@@ -1,1 +1,2 @@
-"""Simulated rover hardware: virtual Arduino on a pseudo-terminal, vehicle model."""
+"""Simulated rover hardware: vehicle model, track camera, and the sim node that drives the model
+with rover_bridge's virtual Arduino."""

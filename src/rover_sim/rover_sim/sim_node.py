@@ -1,7 +1,7 @@
 """The simulated rover: the hardware the real nodes talk to, in one process.
 
-- a virtual Arduino on a pseudo-terminal (same protocol and watchdog as the
-  firmware) whose applied outputs drive a bicycle-model car;
+- a virtual Arduino on a pseudo-terminal (rover_bridge's twin of the firmware:
+  same protocol and watchdog) whose applied outputs drive a bicycle-model car;
 - a camera on that car rendering the track at `fps`, published exactly as the
   camera node publishes (camera/image_raw bgr8 stamped at capture, compressed,
   camera_info).
@@ -20,16 +20,18 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from rover_bridge.twin.link_lock import LinkInUse
+from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common import diagnostics as diag
 from rover_common.fastdds import use_large_frame_transport
 from rover_common.image_conversion import bgr_to_compressed_msg, bgr_to_image_msg
 from rover_common.node_main import ConfigError, run
 from rover_common.params import declare
 from rover_common.stats import RateMeter
+from rover_sim.run_link import run_link_path
 from rover_sim.track import StadiumTrack, render_floor
 from rover_sim.track_camera import CameraMount, TrackCamera
 from rover_sim.vehicle_model import BicycleModel
-from rover_sim.virtual_arduino import LinkInUse, VirtualArduino, run_link_path
 
 
 class SimNode(Node):
@@ -54,8 +56,9 @@ class SimNode(Node):
         self.track = StadiumTrack()
         self.camera = TrackCamera(render_floor(self.track), CameraMount(width=width, height=height))
         x, y, yaw = self.track.centre_point(start)
+        self.car = BicycleModel(x=x, y=y, yaw=yaw)
         try:
-            self.arduino = VirtualArduino(link=self.link, model=BicycleModel(x=x, y=y, yaw=yaw))
+            self.arduino = VirtualArduino(link=self.link, vehicle=self.car)
             self.arduino.start()
         except LinkInUse as exc:
             raise ConfigError(str(exc)) from exc
@@ -132,7 +135,7 @@ class SimNode(Node):
         on_track = abs(offset) < self.track.width / 2
         values = {
             'frames': self.frames, 'camera_rate_hz': self.rate.rate_hz(),
-            'distance_m': self.arduino.model.distance, 'speed_mps': pose.speed,
+            'distance_m': self.car.distance, 'speed_mps': pose.speed,
             'lateral_offset_m': offset, 'on_track': on_track, 'laps': self.progress_m / self.track.length,
             'on_track_percent': 100.0 * (1 - self.off_track_frames / max(1, self.frames)), 'link': self.link,
         }

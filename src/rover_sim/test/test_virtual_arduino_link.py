@@ -3,9 +3,10 @@ none is given, and refuses (exit 2, clear error) a link another running instance
 instead of silently taking over the other run's port."""
 import os
 
+from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common.process import NodeProcess, wait_for
 from rover_common.ros_env import localhost_env, pick_domain_id
-from rover_sim.virtual_arduino import VirtualArduino, run_link_path
+from rover_sim.run_link import run_link_path
 
 
 def test_sim_node_refuses_the_live_link_of_another_run(tmp_path):

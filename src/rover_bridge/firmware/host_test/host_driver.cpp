@@ -2,14 +2,15 @@
 //
 // The Python tests (rover_bridge.firmware_host) feed it the shared test vectors and
 // firmware timelines, and compare its answers with protocol_vectors.json and with the
-// Python mirror of the firmware. Hex strings are lowercase; "-" stands for no bytes.
+// Python twin of the firmware. Hex strings are lowercase; "-" stands for no bytes.
 //
 //   crc HEX                      -> crc XXXX
 //   cobs_encode HEX              -> hex HEX
 //   cobs_decode HEX              -> hex HEX | error
 //   encode TYPE SEQ V1 V2 ...    -> hex WIRE            (field values in PROTOCOL.md order)
 //   decode HEX                   -> frame TYPE SEQ k=v ... | crc_error | frame_error | range_error ..., then counts
-//   fw_begin MS | fw_feed MS HEX | fw_update MS RC_S RC_T | fw_telemetry MS | fw_hello | config
+//   fw_begin MS | fw_feed MS HEX | fw_update MS RC_S RC_T | fw_telemetry MS | fw_hello
+//   config                       -> config watchdog_ms=N ... (the compile-time configuration)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,8 +235,13 @@ int main() {
       size_t n = fw.hello_frame(out);
       printf("tx %s\n", to_hex(out, n).c_str());
     } else if (cmd == "config") {
-      printf("config watchdog_ms=%d arming_ms=%d telemetry_period_ms=%d rc_manual_override=%d\n", ROVER_WATCHDOG_MS,
-             ROVER_ARMING_MS, ROVER_TELEMETRY_MS, ROVER_RC_MANUAL_OVERRIDE);
+      // the compile-time configuration, named and ordered as the Python twin's FirmwareConfig
+      printf("config watchdog_ms=%d arming_ms=%d telemetry_period_ms=%d steering_min_us=%d steering_center_us=%d"
+             " steering_max_us=%d throttle_min_us=%d throttle_neutral_us=%d throttle_max_us=%d"
+             " rc_manual_override=%d\n",
+             ROVER_WATCHDOG_MS, ROVER_ARMING_MS, ROVER_TELEMETRY_MS, ROVER_STEERING_MIN_US, ROVER_STEERING_CENTER_US,
+             ROVER_STEERING_MAX_US, ROVER_THROTTLE_MIN_US, ROVER_THROTTLE_NEUTRAL_US, ROVER_THROTTLE_MAX_US,
+             ROVER_RC_MANUAL_OVERRIDE);
     } else {
       printf("error unknown command %s\n", cmd.c_str());
     }

@@ -2,8 +2,8 @@
 //
 // Plain C++11 with no Arduino dependency: the sketch (rover_firmware.ino) and
 // the host tests (g++) compile this same file. It must agree with
-// rover_bridge/protocol.py and with rover_sim/virtual_arduino.py (FirmwareCore);
-// protocol_vectors.json and the mirror tests check that. See PROTOCOL.md.
+// rover_bridge/protocol.py and with the Python twin rover_bridge/twin/firmware_twin.py
+// (FirmwareCore); protocol_vectors.json and the mirror tests check that. See PROTOCOL.md.
 #ifndef ROVER_PROTOCOL_H
 #define ROVER_PROTOCOL_H
 
@@ -13,7 +13,7 @@
 
 // ---- compile-time configuration (override with -D or before the include) ----
 // These #defines are the one place the defaults live: the Python twin
-// (rover_sim.virtual_arduino.FirmwareConfig) reads them from this file.
+// (rover_bridge.twin.firmware_twin.FirmwareConfig) reads them from this file.
 #ifndef ROVER_WATCHDOG_MS
 #define ROVER_WATCHDOG_MS 250  // no valid COMMAND for this long -> neutral
 #endif

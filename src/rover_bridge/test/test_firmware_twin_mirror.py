@@ -1,16 +1,18 @@
-"""The virtual Arduino's FirmwareCore must behave exactly like the C++ firmware.
+"""The firmware twin (FirmwareCore) must behave exactly like the C++ firmware.
 
 Random timelines (commands, e-stops, pings, HELLO requests, garbage, corrupt frames,
 RC pulses, pauses longer than the watchdog, the millis() wrap) run through both the
-C++ header (built with g++) and the Python mirror; every output line must match.
+C++ header (built with g++) and the Python twin; every output line must match. The
+compiled configuration is the twin's, defaults included.
 """
+import dataclasses
 import random
 
 import pytest
 
 from rover_bridge import firmware_host
 from rover_bridge import protocol as p
-from rover_sim.virtual_arduino import FirmwareConfig, FirmwareCore
+from rover_bridge.twin.firmware_twin import FirmwareConfig, FirmwareCore
 
 pytestmark = pytest.mark.skipif(
     firmware_host.compiler() is None,
@@ -126,3 +128,14 @@ def test_hello_of_the_mirror_equals_the_firmware_hello():
     for config in CONFIGS.values():
         cpp = firmware_host.run_driver(['fw_begin 0', 'fw_hello'], extra_flags=config.compiler_flags())
         assert cpp[1] == f'tx {FirmwareCore(config).hello_frame().hex()}'
+
+
+@pytest.mark.parametrize('config_name', sorted(CONFIGS))
+def test_the_compiled_configuration_is_the_twins(config_name):
+    """The defaults the twin reads from rover_protocol.h are what the compiler sees, and
+    compiler_flags() build exactly the twin's configuration (RC override included, which HELLO lacks)."""
+    config = CONFIGS[config_name]
+    flags = [] if config == FirmwareConfig() else config.compiler_flags()
+    out = firmware_host.run_driver(['config'], extra_flags=flags)
+    values = ' '.join(f'{f.name}={int(getattr(config, f.name))}' for f in dataclasses.fields(config))
+    assert out == [f'config {values}']
