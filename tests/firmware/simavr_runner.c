@@ -3,7 +3,7 @@
 //   simavr_runner FIRMWARE.elf --link PATH [--no-reset-on-open] [--realtime-factor F]
 //
 // - UART0 is the master end of a pty; PATH is a symlink to its slave (what the bridge opens),
-//   owned through an flock on PATH.lock like rover_sim's virtual Arduino (a live link of
+//   owned through an flock on PATH.lock like the Python twin's (rover_bridge/twin/link_lock.py) (a live link of
 //   another instance is refused, a dead one's is replaced).
 // - The pty is polled from the simulation loop (every 0.25 ms of simulated time), not from a
 //   thread: a starved reader thread delays bytes in simulated time and trips the watchdog.

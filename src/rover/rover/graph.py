@@ -89,7 +89,7 @@ def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = ''
     if sim:
         # the simulated world stands in for the camera and the Arduino at once; its
         # pty link is this run's own, so two sims never open each other's board
-        from rover_sim.virtual_arduino import run_link_path
+        from rover_sim.run_link import run_link_path
         link = serial_port or run_link_path(namespace)
         # a latch of its own too: an e-stop left in one sim run must not latch the next
         bridge = {'port': link, 'estop_state_file': f'{link}.estop'}
