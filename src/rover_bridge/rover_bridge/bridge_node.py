@@ -122,6 +122,7 @@ class BridgeNode(Node):
         self.create_timer(diagnostics_period, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
         self.link = SerialLink(
             LinkConfig(port=port, baud=baud, rate_hz=rate_hz, hello_timeout=hello_timeout,
@@ -191,13 +192,20 @@ class BridgeNode(Node):
         return Shaping(**values)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate only: nothing is applied unless every check (also rover_common.params') passes."""
         changes = {prm.name: prm.value for prm in params}
         try:
-            shaping = self._shaping_from(changes) if set(changes) & set(SHAPING_PARAMS) else None
-            self.holder.configure(timeout=changes.get('cmd_timeout'), shaping=shaping)
+            if set(changes) & set(SHAPING_PARAMS):
+                self._shaping_from(changes)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        changes = {prm.name: prm.value for prm in params}
+        shaping = self._shaping_from({}) if set(changes) & set(SHAPING_PARAMS) else None
+        timeout = changes.get('cmd_timeout')
+        self.holder.configure(timeout=None if timeout is None else float(timeout), shaping=shaping)
 
     # ---- callbacks ----
     def _log(self, level: str, text: str) -> None:

@@ -24,8 +24,8 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -52,18 +52,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # (measured in `bench control`).
 DEFAULT_INFERENCE_NICE = 10
 # Parameters that may change at run time, with their ranges.
-DYNAMIC_RANGES = {'max_frame_age': (0.01, 10.0)}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def checked_number(name, value, low, high) -> float:
-    """A float parameter given as int or float (YAML `30` or `30.0`), within [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f'parameter {name}={value!r} must be a number')
-    if not low <= value <= high:
-        raise ConfigError(f'parameter {name}={value} is out of range [{low:g}, {high:g}]')
-    return float(value)
 
 
 def stamp_to_sec(stamp) -> float:
@@ -103,7 +93,7 @@ class PolicyNode(Node):
                              '(0.01 in the ACT paper; negative favours newer chunks). Default from the '
                              'manifest.', -10.0, 10.0, read_only=True)
         max_frame_age = self._number('max_frame_age', 0.2, 'Newest camera frame older than this '
-                                     '(s, by capture stamp) -> neutral.', *DYNAMIC_RANGES['max_frame_age'])
+                                     '(s, by capture stamp) -> neutral.', 0.01, 10.0)
         control_priority = declare(self, 'control_priority', 0, 'SCHED_FIFO priority of the control '
                                    'thread (1..99; needs CAP_SYS_NICE or an rtprio limit); 0: normal '
                                    'scheduling.', min_value=0, max_value=99, read_only=True)
@@ -169,7 +159,7 @@ class PolicyNode(Node):
         self.create_subscription(TwistStamped, 'rover/state', self._on_state, qos_profile_sensor_data)
         self.create_subscription(Bool, 'rover/estop', self._on_estop, LATCHED)
         slow_group = MutuallyExclusiveCallbackGroup()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=slow_group)
 
         self._worker = InferenceWorker(
@@ -192,9 +182,8 @@ class PolicyNode(Node):
             f'{coeff if ensembling else "off"}, control {rate:.1f} Hz')
 
     def _number(self, name, default, description, low, high, read_only=False) -> float:
-        value = declare(self, name, float(default), description, min_value=low, max_value=high,
-                        read_only=read_only, dynamic_typing=True)
-        return checked_number(name, value, low, high)
+        return declare(self, name, float(default), description, min_value=low, max_value=high,
+                       read_only=read_only)
 
     # ---- inputs (executor threads: hand over references only) ----
     def _now(self) -> float:
@@ -285,19 +274,13 @@ class PolicyNode(Node):
             self.get_logger().info('control thread runs SCHED_FIFO')
 
     # ---- runtime switches ----
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        for param in params:
-            if param.name in DYNAMIC_RANGES:
-                try:
-                    checked_number(param.name, param.value, *DYNAMIC_RANGES[param.name])
-                except ConfigError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
+    def _apply_parameters(self, params) -> None:
+        # after rover_common.params has checked types and ranges (on set) for every node
         for param in params:
             if param.name == 'max_frame_age':
                 self._gate.max_frame_age = float(param.value)
             elif param.name == 'inject_delay_ms':
                 self._worker.inject_delay_s = param.value / 1000.0
-        return SetParametersResult(successful=True)
 
     # ---- diagnostics ----
     def _publish_diagnostics(self) -> None:
@@ -349,6 +332,8 @@ class PolicyNode(Node):
         msg = TwistStamped()
         msg.header.stamp = self.get_clock().now().to_msg()
         self._cmd_pub.publish(msg)   # all zeros: neutral
+        # the process may exit right after close(): make sure the neutral left it
+        self._cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
         self._timing.close()
         self._backend.close()
 
