@@ -28,6 +28,10 @@ $(STAMP): $(REQS)
 
 build: $(STAMP)
 	source $(VENV)/bin/activate && colcon build --event-handlers console_cohesion- status-
+	# the offline tools on the venv's PATH (ament_python puts console scripts in lib/<pkg>);
+	# they run with the workspace sourced, as everything here does
+	ln -sf $(CURDIR)/install/rover_quantize/lib/rover_quantize/rover-quantize $(VENV)/bin/rover-quantize
+	ln -sf $(CURDIR)/install/rover_dataset/lib/rover_dataset/rover-dataset $(VENV)/bin/rover-dataset
 
 $(DEMO_MODEL): src/rover/rover/demo_policy.safetensors | build
 	rm -rf build/demo_model

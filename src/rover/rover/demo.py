@@ -31,7 +31,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from rover.graph import rover_nodes
+from rover.graph import control_rate_hz, rover_nodes
 from rover_common.diagnostics import level_value
 from rover_common.process import NodeProcess
 from rover_common.ros_env import apply_localhost_env, localhost_env
@@ -39,7 +39,7 @@ from rover_common.stats import RateMeter
 
 # Relative to where `make` runs (the repository root); the package may be installed anywhere.
 DEFAULT_MODEL_DIR = Path(os.environ.get('ROVER_DEMO_MODEL', Path.cwd() / 'build' / 'demo_model'))
-CONTROL_RATE_HZ = 30.0
+CONTROL_RATE_HZ = control_rate_hz()
 CONTROL_RATE_TOLERANCE_HZ = 1.0
 MIN_WINDOW_HZ = 20.0                # a 1 s window below this fails the run outright
 MAX_BELOW_TOLERANCE_PERCENT = 5.0   # of 1 s windows below CONTROL_RATE_HZ - tolerance

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BACKENDS = ('cpu_int8', 'cpu_fp32', 'hailo')
+from rover_policy.backends import BACKENDS  # the policy's own list: one definition
+
 MODES = ('manual', 'assisted', 'autonomous')   # rover_arbiter.arbiter.MODES (checked by a test)
 TELEOPS = ('none', 'joy')
 # What a training set and a post-mortem need: the camera, what the car did, the
@@ -41,6 +42,14 @@ def config_dir() -> Path:
     except ImportError:
         pass
     return Path(__file__).resolve().parents[3] / 'config'
+
+
+def control_rate_hz() -> float:
+    """The rate at which commands reach the car: the arbiter's and the bridge's (config/rover.yaml,
+    checked equal by the tests). The policy runs at its model's rate (the manifest's)."""
+    import yaml
+    with open(config_dir() / 'rover.yaml') as f:
+        return float(yaml.safe_load(f)['/**/arbiter']['ros__parameters']['rate_hz'])
 
 
 def _parse_bool(value) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rover.graph import RECORD_TOPICS, config_dir, record_command, rover_nodes
+from rover.graph import RECORD_TOPICS, config_dir, control_rate_hz, record_command, rover_nodes
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -47,8 +47,12 @@ def test_pi_config_is_30_hz_640x360_with_4_threads():
     cam = cfg['/**/camera']['ros__parameters']
     assert (cam['width'], cam['height'], cam['fps']) == (640, 360, 30.0)
     pol = cfg['/**/policy']['ros__parameters']
-    assert pol['threads'] == 4 and pol['control_rate_hz'] == 30.0 and pol['backend'] == 'cpu_int8'
-    assert cfg['/**/bridge']['ros__parameters']['rate_hz'] == 30.0
+    assert pol['threads'] == 4 and pol['backend'] == 'cpu_int8'
+    # one control rate: the policy runs at its model's (manifest) rate, commands reach the car at
+    # the arbiter's, which is the bridge's
+    assert 'control_rate_hz' not in pol
+    assert cfg['/**/bridge']['ros__parameters']['rate_hz'] == cfg['/**/arbiter']['ros__parameters']['rate_hz']
+    assert control_rate_hz() == 30.0
 
 
 def test_launch_arguments_become_overrides():

@@ -216,9 +216,6 @@ class CaptureLoop:
         with self._lock:
             self.state = STOPPED
 
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _run(self) -> None:
         seq = 0
         last_open_error = None

@@ -108,10 +108,6 @@ class ChunkScheduler:
             blended = (weights[:, None] * stacked).sum(axis=0) / weights.sum()
             return blended, stamp, index, depth
 
-    def queue_depth(self, now: float) -> int:
-        """Actions left after the one due at `now` in the newest covering chunk."""
-        return self.lookup(now)[3]
-
     def __len__(self):
         with self._lock:
             return len(self._chunks)

@@ -24,10 +24,12 @@ from rover_policy.backends.base import Backend, BackendError
 from rover_policy.backends.ort_backend import check_io, make_session
 
 INSTALL_HINT = (
-    'install HailoRT\'s Python package: on the Raspberry Pi run `sudo apt install hailo-all` '
-    '(and reboot; a virtualenv needs --system-site-packages to see it), elsewhere install the '
-    'HailoRT wheel (hailort-<version>-cp3XX-...whl from the Hailo developer zone) whose version '
-    'matches `hailortcli --version`')
+    'install HailoRT\'s Python package (hailo_platform) of exactly the version of the hailo_pci driver '
+    '(`cat /sys/module/hailo_pci/version`), with numpy < 2: with Docker, use the rover-hailo image, '
+    'which has it (docker/README.md, "Hailo variant"); on Ubuntu 24.04 without Docker, '
+    '`pip3 install --break-system-packages --no-deps hailort-<driver version>-cp312-cp312-linux_aarch64.whl` '
+    'from Hailo\'s Developer Zone, keeping apt\'s numpy; on Raspberry Pi OS (`sudo apt install hailo-all` '
+    'for the driver) run the stack in the rover-hailo image')
 DEVICE_HINT = (
     'check that the Hailo module is detected (`hailortcli scan`, `hailortcli fw-control identify`, '
     '`lsmod | grep hailo_pci`) and that no other process holds it')
