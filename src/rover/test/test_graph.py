@@ -154,5 +154,5 @@ def test_rqt_perspective_shows_camera_commands_state_and_diagnostics():
     # the compressed view: the raw image is 20 MB/s over WiFi
     assert settings('plugin__rqt_image_view__ImageView__1')['topic'] == '/camera/image_raw/compressed'
     topics = settings('plugin__rqt_plot__Plot__1')['topics']
-    for topic in ('/rover/cmd', '/rover/state'):  # steering is angular.z, throttle linear.x (DESIGN.md)
+    for topic in ('/rover/cmd', '/rover/state'):  # steering is angular.z, throttle linear.x (README.md, Topics)
         assert f'{topic}/twist/angular/z' in topics and f'{topic}/twist/linear/x' in topics

@@ -36,7 +36,7 @@ def perspective(namespace: str = '') -> dict:
     image_view = {'topic': f'{ns}/camera/image_raw/compressed', 'zoom1': False, 'dynamic_range': False,
                   'max_range': 10.0, 'smooth_image': False, 'rotate': 0, 'toolbar_hidden': False,
                   'num_gridlines': 0, 'publish_click_location': False, 'mouse_pub_topic': ''}
-    # steering is angular.z, throttle linear.x (DESIGN.md's topic contract)
+    # steering is angular.z, throttle linear.x (the README's topic table)
     plot = {'topics': [f'{ns}/{topic}/twist/{axis}' for topic in ('rover/cmd', 'rover/state')
                        for axis in ('angular/z', 'linear/x')],
             'autoscroll': True, 'plot_type': 1, 'x_limits': ['0', '10'], 'y_limits': ['-1.1', '1.1']}
