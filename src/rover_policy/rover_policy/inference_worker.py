@@ -3,12 +3,50 @@
 ROS callbacks only hand over references (`submit_frame`, `set_state`); decoding,
 preprocessing and the model run here. Frames that arrive while the model runs
 replace each other, so a slow backend works on the freshest view and skips the rest.
+
+Inference keeps every core busy; with `nice` > 0 this thread (and, through
+`call_niced`, ONNX Runtime's pool threads, which inherit the niceness of the
+thread that creates the session) yields the CPU at once to the control thread,
+the executor, DDS and the camera, whose few milliseconds are on the command path.
+Linux keeps niceness per thread: the rest of the process is not affected.
 """
+import os
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def lower_priority(increment: int) -> str | None:
+    """Raise the calling thread's niceness by `increment`; None on success, else why not."""
+    if increment <= 0:
+        return None
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except (AttributeError, OSError) as exc:
+        return f'cannot lower the inference priority: {exc}'
+    return None
+
+
+def call_niced(fn, increment: int):
+    """fn() on a new thread niced by `increment`, so threads fn starts (ONNX Runtime's
+    intra-op pool) inherit the niceness; the caller's own stays. Re-raises fn's exception."""
+    outcome = {}
+
+    def body():
+        lower_priority(increment)
+        try:
+            outcome['value'] = fn()
+        except BaseException as exc:  # handed to the caller
+            outcome['error'] = exc
+    thread = threading.Thread(target=body, name='niced-setup')
+    thread.start()
+    thread.join()
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['value']
 
 
 @dataclass
@@ -25,9 +63,10 @@ class ChunkResult:
 
 class InferenceWorker:
     def __init__(self, backend, decode, preprocess, make_state, on_chunk, on_error,
-                 clock, inject_delay_s: float = 0.0):
+                 clock, inject_delay_s: float = 0.0, nice: int = 0):
         """`decode(msg) -> bgr`, `preprocess(bgr) -> image`, `make_state(values) -> [1, S]`,
-        `on_chunk(ChunkResult)`, `on_error(exc)`, `clock() -> float` seconds (ROS time)."""
+        `on_chunk(ChunkResult)`, `on_error(exc)`, `clock() -> float` seconds (ROS time),
+        `nice`: niceness added to the inference thread."""
         self._backend = backend
         self._decode = decode
         self._preprocess = preprocess
@@ -36,6 +75,8 @@ class InferenceWorker:
         self._on_error = on_error
         self._clock = clock
         self.inject_delay_s = float(inject_delay_s)
+        self.nice = int(nice)
+        self.nice_error = None
         self._cond = threading.Condition()
         self._frame = None          # (msg, stamp, received)
         self._state = None
@@ -79,6 +120,7 @@ class InferenceWorker:
             return job
 
     def _run(self) -> None:
+        self.nice_error = lower_priority(self.nice)
         while True:
             job = self._next_job()
             if job is None:

@@ -85,3 +85,57 @@ def test_injected_delay_counts_as_model_time():
     finally:
         worker.stop()
         assert not worker._thread.is_alive()
+
+
+def _own_nice():
+    import os
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_inference_runs_niced_and_the_rest_of_the_process_does_not():
+    import os
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = queue.Queue()
+
+    class NiceProbe:
+        def infer(self, image, state):
+            seen.put(_own_nice())
+            return np.zeros((3, 2), np.float32)
+    results, errors = queue.Queue(), queue.Queue()
+    worker = InferenceWorker(
+        NiceProbe(), decode=lambda msg: msg, preprocess=lambda bgr: bgr[np.newaxis],
+        make_state=lambda values: np.zeros((1, 2), np.float32), on_chunk=results.put, on_error=errors.put,
+        clock=lambda: 0.0, nice=5).start()
+    try:
+        worker.submit_frame(frame(1), 1.0, 1.0)
+        assert seen.get(timeout=5) == min(19, base + 5)
+        assert worker.nice_error is None
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # this thread: unchanged
+    finally:
+        worker.stop()
+
+
+def test_call_niced_threads_started_inside_inherit_the_niceness():
+    import os
+
+    from rover_policy.inference_worker import call_niced
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def start_a_pool():  # like ONNX Runtime creating its intra-op threads in the session constructor
+        inside = queue.Queue()
+        thread = threading.Thread(target=lambda: inside.put(_own_nice()))
+        thread.start()
+        thread.join()
+        return _own_nice(), inside.get()
+    assert call_niced(start_a_pool, 3) == (min(19, base + 3),) * 2
+    assert call_niced(_own_nice, 0) == base
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base
+
+    def broken():
+        raise ValueError('no model')
+    try:
+        call_niced(broken, 3)
+    except ValueError as exc:
+        assert str(exc) == 'no model'
+    else:
+        raise AssertionError('the exception was not handed to the caller')
