@@ -12,7 +12,7 @@ setup(
     ],
     # What `pip install ./src/rover_dataset` needs on a training machine (colcon does not install these).
     install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'pyarrow', 'av', 'rosbags', 'tqdm'],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     python_requires='>=3.10',
     zip_safe=True,
     maintainer='rover team',

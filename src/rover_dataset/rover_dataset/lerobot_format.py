@@ -19,6 +19,7 @@ where LeRobot approximates them with histograms.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -111,6 +112,33 @@ def _jsonable(stats: dict) -> dict:
 
 
 # ---------------------------------------------------------------- video (video_utils.py)
+@contextlib.contextmanager
+def kept_scheduling():
+    """Undo what an encoder does to the process's scheduling while it starts.
+
+    SVT-AV1 (LeRobot's default codec), run as root, moves the calling thread to
+    SCHED_FIFO 99, and every thread it then starts inherits that: a conversion
+    would run its encoder at real-time priority and could starve the machine.
+    Every thread that changed while the encoder started is put back.
+    """
+    if not hasattr(os, 'sched_getscheduler'):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        for task in os.listdir('/proc/self/task'):
+            tid = int(task)
+            try:
+                if (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority) != (
+                        policy, param.sched_priority):
+                    os.sched_setscheduler(tid, policy, param)
+            except OSError:
+                pass  # the thread ended, or we may not change it
+
+
+
 class VideoFiles:
     """One growing mp4 per file index; a new file starts at an episode boundary past the size limit."""
 
@@ -151,13 +179,20 @@ class VideoFiles:
         import av
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
         frame.pts = self.frames_in_file
-        for packet in self.stream.encode(frame):
+        if self.frames_in_file == 0:  # the encoder starts (and SVT-AV1 its threads) on the first frame
+            with kept_scheduling():
+                packets = self.stream.encode(frame)
+        else:
+            packets = self.stream.encode(frame)
+        for packet in packets:
             self.container.mux(packet)
         self.frames_in_file += 1
 
     def close(self):
         if self.container is not None:
-            for packet in self.stream.encode():
+            with kept_scheduling():  # a flush of a file with no frame starts the encoder too
+                packets = self.stream.encode()
+            for packet in packets:
                 self.container.mux(packet)
             self.container.close()
             self.container = self.stream = None

@@ -75,8 +75,8 @@ def test_missing_hailo_platform_says_how_to_install(hybrid_dir, monkeypatch):
     with pytest.raises(BackendError) as info:
         create_backend(load_model_dir(hybrid_dir), 'hailo')
     message = str(info.value)
-    assert 'hailo_platform' in message and 'sudo apt install hailo-all' in message
-    assert 'hailortcli --version' in message
+    assert 'hailo_platform' in message and 'hailo_pci' in message and 'numpy < 2' in message
+    assert 'cat /sys/module/hailo_pci/version' in message and 'docker/README.md' in message
 
 
 def test_no_device(hybrid_dir, fake_hailo, monkeypatch):

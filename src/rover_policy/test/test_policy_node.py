@@ -286,7 +286,7 @@ def _break_checksum(model_dir):
     ('missing_dir', 'model directory not found'),
     ('checksum', 'checksum mismatch for .*model_int8.onnx: manifest says sha256 [0-9a-f]{64}, the file has [0-9a-f]{64}'),
     ('hailo_no_device', 'no Hailo device available'),
-    ('hailo_not_installed', 'needs the hailo_platform module.*sudo apt install hailo-all'),
+    ('hailo_not_installed', 'needs the hailo_platform module.*version of the hailo_pci driver'),
     ('bad_backend', "backend='tpu' is not one of cpu_int8, cpu_fp32, hailo"),
     ('too_many_steps', 'n_action_steps'),
     ('frame_age_range', r'max_frame_age=50 is out of range \[0.01, 10\]'),

@@ -65,3 +65,9 @@ def built(pipeline_ckpt, tiny_bag, tmp_path_factory):
     manifest = build_model_dir(pipeline_ckpt, model_dir, bags=[tiny_bag], calibration_frames=CALIB,
                                validation_frames=VALID, progress=False)
     return Built(model_dir, manifest, pipeline_ckpt, tiny_bag, load_checkpoint(pipeline_ckpt))
+
+
+# Fails a test that changes the test process's scheduling: every later test and child inherits it.
+from rover_common.process import scheduling_guard  # noqa: E402
+
+scheduling_unchanged = pytest.fixture(autouse=True, name='scheduling_unchanged')(scheduling_guard)

@@ -209,7 +209,8 @@ def test_cli_help_and_errors(tmp_path, capsys):
 def test_console_script_runs_as_module(tmp_path):
     import os
     from pathlib import Path
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    src = Path(__file__).resolve().parents[2]   # this package and rover_common (the model contract)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src / 'rover_quantize'), str(src / 'rover_common')]))
     proc = subprocess.run([sys.executable, '-m', 'rover_quantize.cli', 'hailo', str(tmp_path)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
