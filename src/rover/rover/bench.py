@@ -14,6 +14,7 @@ BENCHMARKS = {
     'camera': 'rover_camera.bench',
     'serial': 'rover_bridge.bench',
     'quantize': 'rover_quantize.bench',
+    'roofline': 'rover_quantize.roofline',
     'control': 'rover_policy.bench',
 }
 

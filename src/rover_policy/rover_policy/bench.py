@@ -2,7 +2,8 @@
 
     python -m rover_policy.bench [--model-dir DIR] [--seconds 60] [--backend cpu_int8]
 
-Starts the policy node and the camera node (synthetic 640x360 bgr8 at 30 fps,
+Starts the policy node, the command arbiter (autonomous mode: policy/cmd ->
+rover/cmd, as on the car) and the camera node (synthetic 640x360 bgr8 at 30 fps,
 stamp = capture time) as their own processes on a loopback-only ROS domain,
 publishes rover/state at 30 Hz from this process, lets the policy drive for
 `--seconds`, then reads the node's timing log and prints one line:
@@ -27,8 +28,20 @@ Definitions (ticks inside the measured window only):
   average) and tick_wait (the chunk waits for the next tick slot; the action sent
   is the one predicted for that tick's time, so it is not stale).
   capture_to_cmd_p50_ms is the plain capture stamp -> first command time.
+- bridge_overhead_*: the same, but up to rover/cmd arriving at this process (what
+  the bridge sees): publishing is deadline -> rover/cmd received, past the arbiter.
+- stages, p50/p99 each, in the order a frame and a command travel (send and
+  receive times are the middleware's, so no executor of this process is counted):
+  cam_publish (capture stamp -> camera's publish), cam_dds (-> arrival in the
+  policy process), dispatch (-> the policy's image callback: its executor, message
+  conversion, the GIL), preprocess (decode, resize, colour), post_model (hand-over
+  of the chunk), tick_wake (deadline -> the control thread runs), tick_publish
+  (-> policy/cmd published), policy_cmd_dds (policy/cmd sent -> received here),
+  arbiter_hop (policy/cmd sent -> rover/cmd sent), rover_cmd_dds (rover/cmd sent
+  -> received here). commands_matched_percent: driven ticks whose rover/cmd was found.
 - floor_*: a bare 30 Hz loop (same code, no ROS, no model) in its own process
-  during the same window: what this machine's scheduler allows at best.
+  during the same window: what this machine's scheduler allows at best;
+  p99_period_error_over_floor_ms is the loop's p99 minus the floor's (goal <= 0.5).
 `--camera inline` publishes the frames from this process instead (when rover_camera
 is not available; without rover_camera's Fast DDS profile 640x360 frames may be lost).
 Without --model-dir a default-size model directory is built once with
@@ -60,6 +73,8 @@ def parse_args(argv):
     parser.add_argument('--frame-size', default='640x360', help='camera frame WxH')
     parser.add_argument('--control-priority', type=int, default=0,
                         help='SCHED_FIFO priority of the node\'s control thread (0: normal)')
+    parser.add_argument('--inference-nice', type=int, default=None,
+                        help='the node\'s inference_nice parameter (default: the node\'s default)')
     parser.add_argument('--inject-delay-ms', type=int, default=0, help='simulate a slower backend')
     parser.add_argument('--warmup', type=float, default=3.0, help='seconds of driving before measuring')
     parser.add_argument('--camera', choices=('node', 'inline'), default='',
@@ -118,8 +133,39 @@ def tick_timing(scheduled, actual, rate):
     }
 
 
-def analyse(ticks, chunks, start, end, rate):
-    """The summary numbers of the window [start, end] (monotonic seconds)."""
+def join_commands(policy_cmds, rover_cmds, horizon_s=0.1):
+    """stamp_key of a tick -> (policy/cmd sent, received here, rover/cmd sent, received here).
+
+    The arbiter restamps rover/cmd, so a policy/cmd is matched to the first rover/cmd sent
+    after it with the same values (neutral ones are ambiguous and skipped)."""
+    joined, j = {}, 0
+    for key, p_sent, p_rx, value in policy_cmds:
+        if value == (0.0, 0.0):
+            continue
+        while j < len(rover_cmds) and rover_cmds[j][1] < p_sent:
+            j += 1
+        for _, r_sent, r_rx, r_value in rover_cmds[j:j + 8]:
+            if r_value == value and r_sent - p_sent < horizon_s:
+                joined[key] = (p_sent, p_rx, r_sent, r_rx)
+                break
+    return joined
+
+
+def stamp_key(t: float) -> int:
+    """A tick's ROS time (s) as a key of its command (ms: ticks are a period apart)."""
+    return int(round(t * 1000.0))
+
+
+def _stage(out, name, values_s):
+    values = [v * 1000.0 for v in values_s if v is not None]
+    out[f'{name}_p50_ms'] = _pct(values, 50)
+    out[f'{name}_p99_ms'] = _pct(values, 99)
+
+
+def analyse(ticks, chunks, start, end, rate, commands=None):
+    """The summary numbers of the window [start, end] (monotonic seconds); `commands`:
+    join_commands() of the policy/cmd and rover/cmd seen by the bench."""
+    commands = commands or {}
     window = [t for t in ticks if start <= t['scheduled'] <= end]
     if len(window) < 3:
         raise RuntimeError(f'only {len(window)} ticks in the measured window')
@@ -128,7 +174,8 @@ def analyse(ticks, chunks, start, end, rate):
     for t in window:
         if t['chunk_stamp'] is not None and t['chunk_stamp'] not in first_tick_of:
             first_tick_of[t['chunk_stamp']] = t
-    overhead_ms, frame_wait_ms, tick_wait_ms, capture_ms, model_ms = [], [], [], [], []
+    overhead_ms, bridge_overhead_ms, frame_wait_ms, tick_wait_ms, capture_ms, model_ms = [], [], [], [], [], []
+    stages = {k: [] for k in ('cam_publish', 'cam_dds', 'dispatch', 'preprocess', 'post_model')}
     for c in chunks:
         tick = first_tick_of.get(c['stamp'])
         if tick is None:
@@ -141,14 +188,26 @@ def analyse(ticks, chunks, start, end, rate):
         frame_wait_ms.append((c['started'] - c['received']) * 1000.0)
         tick_wait_ms.append((tick['t'] - c['ready']) * 1000.0)
         capture_ms.append((tick['t'] + (tick['published'] - tick['actual']) - c['stamp']) * 1000.0)
+        command = commands.get(stamp_key(tick['t']))
+        if command is not None:  # to rover/cmd as the bridge receives it, past the arbiter
+            deadline = tick['t'] - (tick['actual'] - tick['scheduled'])
+            bridge_overhead_ms.append((transport + processing + command[3] - deadline) * 1000.0)
+        if c.get('sent') is not None:
+            stages['cam_publish'].append(c['sent'] - c['stamp'])
+            stages['cam_dds'].append(c['arrived'] - c['sent'])
+            stages['dispatch'].append(c['received'] - c['arrived'])
+        stages['preprocess'].append(c['preprocess_s'])
+        stages['post_model'].append(processing - c['preprocess_s'])
     neutral = sum(1 for t in window if t['neutral'])
-    return {
+    summary = {
         'rate_hz': timing['rate_hz'],
         'p99_period_error_ms': timing['p99_period_error_ms'],
         'on_time_percent': timing['on_time_percent'],
         'inference_p50_ms': _pct(model_ms, 50),
         'e2e_overhead_p99_ms': _pct(overhead_ms, 99),
         'e2e_overhead_p50_ms': _pct(overhead_ms, 50),
+        'bridge_overhead_p99_ms': _pct(bridge_overhead_ms, 99),
+        'bridge_overhead_p50_ms': _pct(bridge_overhead_ms, 50),
         'frame_wait_p50_ms': _pct(frame_wait_ms, 50),
         'tick_wait_p50_ms': _pct(tick_wait_ms, 50),
         'capture_to_cmd_p50_ms': _pct(capture_ms, 50),
@@ -158,6 +217,18 @@ def analyse(ticks, chunks, start, end, rate):
         'chunks': len(model_ms),
         'neutral_percent': 100.0 * neutral / len(window),
     }
+    # the stages of one frame's and one command's way, in order (every driven tick for the command)
+    for name, values in stages.items():
+        _stage(summary, name, values)
+    driven = [t for t in window if t['chunk_stamp'] is not None]
+    _stage(summary, 'tick_wake', [t['actual'] - t['scheduled'] for t in driven])
+    _stage(summary, 'tick_publish', [t['published'] - t['actual'] for t in driven])
+    hops = [commands[stamp_key(t['t'])] for t in driven if stamp_key(t['t']) in commands]
+    _stage(summary, 'policy_cmd_dds', [h[1] - h[0] for h in hops])
+    _stage(summary, 'arbiter_hop', [h[2] - h[0] for h in hops])
+    _stage(summary, 'rover_cmd_dds', [h[3] - h[2] for h in hops])
+    summary['commands_matched_percent'] = 100.0 * len(hops) / max(1, len(driven))
+    return summary
 
 
 def floor_probe(seconds: float, out_path: str, rate: float = 30.0) -> None:
@@ -246,8 +317,13 @@ def main(argv=None) -> int:
     params = dict(model_dir=os.path.abspath(model_dir), backend=args.backend, threads=args.threads,
                   control_rate_hz=float(args.rate), timing_log=log_path,
                   inject_delay_ms=args.inject_delay_ms, control_priority=args.control_priority)
+    if args.inference_nice is not None:
+        params['inference_nice'] = args.inference_nice
     policy = NodeProcess('rover_policy.policy_node', 'policy', params=params,
                          env=localhost_env(domain_id=domain)).start()
+    # the arbiter in autonomous mode passes policy/cmd on to rover/cmd, as on the car
+    arbiter = NodeProcess('rover_arbiter.arbiter_node', 'arbiter', params=dict(mode='autonomous'),
+                          env=localhost_env(domain_id=domain)).start()
     camera = None
     if args.camera == 'node':
         camera = NodeProcess('rover_camera.camera_node', 'camera', env=localhost_env(domain_id=domain),
@@ -256,8 +332,19 @@ def main(argv=None) -> int:
     rclpy.init()
     node = rclpy.create_node('policy_bench')
     driving = threading.Event()
-    node.create_subscription(TwistStamped, 'rover/cmd',
-                             lambda m: driving.set() if m.twist.angular.z != 0.0 else None, 10)
+    policy_cmds, rover_cmds = [], []
+
+    def recorder(records):
+        # the middleware's send and receive times: this process's executor adds nothing
+        def record(msg, info):
+            value = (msg.twist.angular.z, msg.twist.linear.x)
+            records.append((stamp_key(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9),
+                            info['source_timestamp'] * 1e-9, info['received_timestamp'] * 1e-9, value))
+            if value[0] != 0.0 and records is rover_cmds:
+                driving.set()
+        return record
+    node.create_subscription(TwistStamped, 'policy/cmd', recorder(policy_cmds), 100)
+    node.create_subscription(TwistStamped, 'rover/cmd', recorder(rover_cmds), 100)
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -288,17 +375,20 @@ def main(argv=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         policy.stop()
+        arbiter.stop()
         if camera is not None:
             camera.stop()
     ticks, chunks = timing_log.read(log_path)
-    summary = analyse(ticks, chunks, start, end, args.rate)
+    summary = analyse(ticks, chunks, start, end, args.rate, join_commands(policy_cmds, rover_cmds))
     with open(floor_path) as f:
         floor = tick_timing(*zip(*json.load(f)), args.rate)
     summary.update({f'floor_{k}': floor[k] for k in ('p99_period_error_ms', 'on_time_percent')})
+    summary['p99_period_error_over_floor_ms'] = summary['p99_period_error_ms'] - floor['p99_period_error_ms']
     model = os.path.basename(os.path.normpath(model_dir))
     print('bench control: ' + ' '.join(
         f'{k}={v:.3f}' if isinstance(v, float) else f'{k}={v}' for k, v in summary.items())
         + f' backend={args.backend} threads={args.threads} control_priority={args.control_priority} '
+        f'inference_nice={"default" if args.inference_nice is None else args.inference_nice} '
         f'camera={args.camera} seconds={args.seconds:g} model={model}', flush=True)
     return 0
 
