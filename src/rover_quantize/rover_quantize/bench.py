@@ -1,21 +1,30 @@
-"""bench quantize: default ACT (dim 512, 4+1 layers, chunk 100, 360x640) with random weights.
+"""bench quantize: quantize and time three ACT checkpoints, one line each.
 
-Builds a model directory with the real pipeline (random LeRobot-layout checkpoint, fixed
-seed, synthetic calibration/validation frames), then times PyTorch FP32 eager (LeRobot's
-arithmetic: unfused frozen BN, explicit normalization), ONNX Runtime FP32, ORT INT8 static
-(the model directory's model_int8.onnx) and ORT INT8 dynamic, interleaved round by round so
-they share the machine's load. Prints one line:
+- `synthetic`: the default ACT (dim 512, 4+1 layers, chunk 100, 360x640) from
+  write_random_checkpoint, whose frozen-BN statistics are set to look like a trained ResNet's;
+  calibrated and validated on synthetic road frames.
+- `lerobot_init`: the same architecture initialised the way LeRobot initialises ACT without
+  pretrained weights (xavier for the transformer, torchvision's kaiming init for the ResNet,
+  frozen BN at mean 0 / var 1); synthetic frames.
+- `demo_trained`: the trained demo policy (rover.demo_policy's checkpoint, as
+  `python -m rover.demo --prepare-model` writes it to build/demo_checkpoint), recalibrated and
+  validated on a recording of rendered track frames (a compressed-image rosbag).
 
-  bench quantize: key=value ...
+Each is built with the real pipeline (static mode, the default; the INT8 model is written even
+when it misses the bar so it can be timed: `passed` says whether it met it), then PyTorch FP32
+eager (LeRobot's arithmetic: unfused frozen BN, explicit normalization), ONNX Runtime FP32 and
+the ORT INT8 model are timed interleaved round by round so they share the machine's load.
 
-Targets: int8_vs_torch >= 4x and int8_vs_ort_fp32 >= 2.5x with the INT8 model meeting the
-accuracy bar (MSE < 0.001, max error < 0.05 in normalized action units on held-out frames).
-Random weights give activations unlike a trained model's; accuracy here says the pipeline
-works, not how a trained policy quantizes (the real check is `rover-quantize build --bag`).
+  bench quantize: checkpoint=NAME int8_mac_percent=.. mse=.. max_error=.. passed=.. int8_ms=..
+                  ort_fp32_ms=.. torch_fp32_ms=.. speedup_vs_ort_fp32=.. speedup_vs_torch=.. ...
+
+Targets: >= 90 % of multiply-adds in INT8, the accuracy bar (MSE < 0.001, max error < 0.05 in
+normalized action units on held-out frames), speedup_vs_torch >= 4 and speedup_vs_ort_fp32 >= 2.5.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+CHECKPOINTS = ('synthetic', 'lerobot_init', 'demo_trained')
+DEMO_RECORDING_FRAMES = 320    # rendered track frames in the recording (calibration + selection + validation)
+DEMO_RECORDING_SEED = 11       # not the seed the demo calibrates on (7): a fresh recording
 
 
 def count_macs(model_path: Path) -> float:
@@ -58,181 +71,251 @@ def _pct(values, q):
     return float(np.percentile(np.asarray(values), q))
 
 
-def run(rounds: int = 30, calibration_frames: int = 200, validation_frames: int = 50,
-        threads: int = 0, keep: str | None = None, progress: bool = False, single_thread: bool = True,
-        reuse: bool = False) -> dict:
+def prepare_checkpoint(name: str, work: Path) -> dict:
+    """Write checkpoint `name` under work; returns checkpoint path and build arguments.
+    Raises ImportError for demo_trained when the rover package (the demo policy) is absent."""
+    from .checkpoint import write_random_checkpoint
+    ckpt = work / name / 'checkpoint'
+    if name == 'synthetic':
+        return {'checkpoint': write_random_checkpoint(ckpt, seed=0)}
+    if name == 'lerobot_init':
+        return {'checkpoint': write_random_checkpoint(ckpt, seed=0, init='lerobot')}
+    if name == 'demo_trained':
+        from rover.demo_policy import track_frames, write_checkpoint
+        from .bags import write_test_bag
+        bag = work / name / 'recording'
+        shutil.rmtree(bag, ignore_errors=True)
+        write_test_bag(bag, frames=track_frames(DEMO_RECORDING_FRAMES, seed=DEMO_RECORDING_SEED),
+                       image_type='compressed', image_topic='/camera/image_raw/compressed')
+        return {'checkpoint': write_checkpoint(ckpt), 'bags': [bag],
+                'image_topic': '/camera/image_raw/compressed'}
+    raise ValueError(f'unknown checkpoint {name!r}; known: {", ".join(CHECKPOINTS)}')
+
+
+def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: int,
+                     validation_frames: int, threads: int, progress: bool = False,
+                     reuse: bool = False) -> dict:
+    """Build (or, with reuse, read) the model directory of one checkpoint and time it."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .calibration import synthetic_frames, synthetic_states
-    from .checkpoint import load_checkpoint, write_random_checkpoint
-    from .errors import ValidationFailed
+    from .checkpoint import load_checkpoint
     from .export import policy_graph
-    from .pipeline import build_model_dir
-    from .quantize import _quiet, action_error, make_session, preprocess
+    from .manifest import read_manifest
+    from .pipeline import build_model_dir, feeds_for
+    from .quantize import make_session
 
+    model_dir = work / name / 'model'
+    started = time.monotonic()
+    if reuse and (model_dir / 'manifest.json').exists():
+        manifest = read_manifest(model_dir)
+        ckpt = Path(manifest['checkpoint']['path'])
+    else:
+        args = prepare_checkpoint(name, work)
+        ckpt = args.pop('checkpoint')
+        # a fresh directory, and force: a model that misses the bar is still timed (passed=False says so)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
+                                   validation_frames=validation_frames, report=False, progress=progress,
+                                   force=True, **args)
+    build_s = time.monotonic() - started
+    fp32_path = model_dir / 'model_fp32.onnx'
+    int8_path = model_dir / 'model_int8.onnx'
+    ck = load_checkpoint(ckpt)
+    graph = policy_graph(ck, 'full', fused=False)  # LeRobot's arithmetic, eager
+    h, w = ck.cfg.image_hw
+    n_frames = 8
+    feeds = feeds_for(manifest, synthetic_frames(n_frames, h, w, seed=4242),
+                      synthetic_states(n_frames, ck.cfg.state_dim, seed=4242))
+    names = graph.input_names()
+
+    def torch_run(feed):
+        with torch.no_grad():
+            return graph(*[torch.from_numpy(feed[n]) for n in names]).numpy()
+
+    runners = {'torch_fp32': torch_run}
+    for key, path in (('ort_fp32', fp32_path), ('int8', int8_path)):
+        runners[key] = (lambda s: (lambda feed: s.run(['actions'], feed)[0]))(make_session(path, threads))
+    for fn in runners.values():  # warm-up
+        for feed in feeds[:2]:
+            fn(feed)
+    times = {key: [] for key in runners}
+    for r in range(rounds):
+        feed = feeds[r % n_frames]
+        order = list(runners) if r % 2 == 0 else list(reversed(runners))
+        for key in order:
+            t0 = time.perf_counter()
+            runners[key](feed)
+            times[key].append((time.perf_counter() - t0) * 1e3)
+
+    v = manifest.get('validation') or {}
+    q = manifest.get('quantization') or {}
+    result = {'checkpoint': name, 'input': f'{h}x{w}', 'params': manifest['architecture']['parameters'],
+              'macs': count_macs(fp32_path), 'threads': threads, 'rounds': rounds, 'build_s': build_s,
+              'calibration': q.get('calibration_source', '?'), 'mode': q.get('mode', '?'),
+              'int8_mac_fraction': q.get('int8_mac_fraction', 0.0), 'fp32_groups': q.get('fp32_groups', []),
+              'mse': v.get('mse', float('nan')), 'max_error': v.get('max_abs_error', float('nan')),
+              'passed': bool(v.get('passed'))}  # the accuracy bar on held-out frames
+    for key, ts in times.items():
+        result[f'{key}_ms'] = _pct(ts, 50)
+        result[f'{key}_p95_ms'] = _pct(ts, 95)
+    result['speedup_vs_ort_fp32'] = result['ort_fp32_ms'] / result['int8_ms']
+    result['speedup_vs_torch'] = result['torch_fp32_ms'] / result['int8_ms']
+    result['target_met'] = (result['passed'] and result['int8_mac_fraction'] >= 0.9
+                            and result['speedup_vs_torch'] >= 4.0 and result['speedup_vs_ort_fp32'] >= 2.5)
+    return result
+
+
+def qdq_debug(model_dir: Path, frames: int = 3, worst: int = 5) -> dict:
+    """Where the INT8 error of a model directory comes from, per tensor (onnxruntime's
+    qdq_loss_debug): SQNR in dB of each quantized activation (`local`: its own QuantizeLinear/
+    DequantizeLinear pair; `vs_fp32`: the QDQ model's tensor vs the FP32 model's, i.e. the error
+    accumulated up to there) and of each weight, on synthetic frames. The FP32 reference is the graph that was quantized (space-to-depth stem,
+    preprocessed), re-exported from the checkpoint, so tensor names match."""
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from .calibration import FeedsReader, synthetic_frames, synthetic_states
+    from .checkpoint import load_checkpoint
+    from .export import export_part
+    from .manifest import read_manifest
+    from .pipeline import feeds_for
+    from .quantize import _quiet, preprocess
+
+    manifest = read_manifest(model_dir)
+    ck = load_checkpoint(manifest['checkpoint']['path'])
+    h, w = ck.cfg.image_hw
+    feeds = feeds_for(manifest, synthetic_frames(frames, h, w, seed=99), synthetic_states(frames, ck.cfg.state_dim, seed=99))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        export_part(ck, 'full', tmp / 's2d.onnx', s2d=True)
+        with _quiet():
+            fp32 = preprocess(tmp / 's2d.onnx', tmp / 'fp32_pre.onnx')
+        int8 = model_dir / 'model_int8.onnx'
+        logging.disable(logging.ERROR)  # it logs every bias it cannot pair
+        try:
+            matched = dbg.create_weight_matching(str(fp32), str(int8))
+        finally:
+            logging.disable(logging.NOTSET)
+        # weights only: biases are int32 at input x weight scale and moved by bias correction
+        weights = dbg.compute_weight_error({t: m for t, m in matched.items() if m['float'].ndim > 1})
+        dbg.modify_model_output_intermediate_tensors(fp32, tmp / 'fp32_aug.onnx')
+        dbg.modify_model_output_intermediate_tensors(int8, tmp / 'int8_aug.onnx')
+        float_acts = dbg.collect_activations(str(tmp / 'fp32_aug.onnx'), FeedsReader(feeds))
+        qdq_acts = dbg.collect_activations(str(tmp / 'int8_aug.onnx'), FeedsReader(feeds))
+    matching = dbg.create_activation_matching(qdq_acts, float_acts)
+    errors = {}
+    for tensor, m in matching.items():
+        if 'float' not in m:
+            continue
+        pre = m['pre_qdq']
+        if min(float(x.min()) for x in m['post_qdq']) >= 0:
+            # the quantizer dropped a ReLU into this tensor's unsigned range (zero point 0): its
+            # pre-QDQ input still holds the negatives the clamp removes, which are not noise
+            pre = [np.maximum(x, 0) for x in pre]
+        errors[tensor] = {'local': dbg.compute_signal_to_quantization_noice_ratio(pre, m['post_qdq']),
+                          'vs_fp32': dbg.compute_signal_to_quantization_noice_ratio(m['float'], m['post_qdq'])}
+    local = sorted((e['local'], t) for t, e in errors.items())
+    accumulated = sorted((e['vs_fp32'], t) for t, e in errors.items())
+    return {'frames': frames, 'tensors': len(errors),
+            'worst_local': [(t, float(v)) for v, t in local[:worst]],
+            'worst_vs_fp32': [(t, float(v)) for v, t in accumulated[:worst]],
+            'worst_weights': [(t, float(v)) for t, v in sorted(weights.items(), key=lambda kv: kv[1])[:worst]],
+            'all': {t: {k: float(v) for k, v in e.items()} for t, e in errors.items()},
+            'weights': {t: float(v) for t, v in weights.items()}}
+
+
+def format_debug_line(d: dict) -> str:
+    def items(pairs):
+        return ','.join(f'{t}:{v:.1f}' for t, v in pairs)
+    return (f"bench quantize_sqnr: checkpoint={d['checkpoint']} frames={d['frames']} tensors={d['tensors']} "
+            f"worst_local_sqnr_db={items(d['worst_local'])} worst_vs_fp32_sqnr_db={items(d['worst_vs_fp32'])} "
+            f"worst_weight_sqnr_db={items(d['worst_weights'])}")
+
+
+def run(checkpoints=CHECKPOINTS, rounds: int = 15, calibration_frames: int = 64, validation_frames: int = 50,
+        threads: int = 0, keep: str | None = None, progress: bool = False, reuse: bool = False,
+        emit=None):
+    """Bench each checkpoint; returns the result dicts (emit(result) is called as each finishes)."""
+    import torch
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix='rover_bench_'))
     work.mkdir(parents=True, exist_ok=True)
+    results = []
     try:
-        from .manifest import read_manifest
-        ckpt = work / 'checkpoint'
-        model_dir = work / 'model'
-        started = time.monotonic()
-        if reuse and (model_dir / 'manifest.json').exists():
-            manifest = read_manifest(model_dir)
-        else:
-            write_random_checkpoint(ckpt, seed=0)
-            # a fresh directory: a refused build keeps an older INT8 model, which this bench must not time
-            shutil.rmtree(model_dir, ignore_errors=True)
+        for name in checkpoints:
             try:
-                manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
-                                           validation_frames=validation_frames, report=False, progress=progress)
-            except ValidationFailed:
-                manifest = read_manifest(model_dir)
-        build_s = time.monotonic() - started
-        fp32_path = model_dir / 'model_fp32.onnx'
-        int8_path = model_dir / 'model_int8.onnx'
-        dyn_path = work / 'model_dynamic.onnx'
-        with _quiet():
-            quantize_dynamic(str(preprocess(fp32_path, work / 'fp32_pre.onnx')), str(dyn_path),
-                             op_types_to_quantize=['MatMul', 'Gemm'], per_channel=True,
-                             weight_type=QuantType.QInt8)
-
-        ck = load_checkpoint(ckpt)
-        graph = policy_graph(ck, 'full', fused=False)  # LeRobot's arithmetic, eager
-        h, w = ck.cfg.image_hw
-        n_frames = 8
-        images = synthetic_frames(n_frames, h, w, seed=4242)
-        states = synthetic_states(n_frames, ck.cfg.state_dim, seed=4242)
-        feeds = [{'image': images[i:i + 1], 'state': states[i:i + 1]} for i in range(n_frames)]
-        sessions = {'ort_fp32': make_session(fp32_path, threads), 'int8_dynamic': make_session(dyn_path, threads)}
-        if int8_path.exists():
-            sessions['int8_static'] = make_session(int8_path, threads)
-
-        def torch_run(feed):
-            with torch.no_grad():
-                return graph(torch.from_numpy(feed['image']), torch.from_numpy(feed['state'])).numpy()
-        runners = {'torch_fp32': torch_run}
-        for name, sess in sessions.items():
-            runners[name] = (lambda s: (lambda feed: s.run(['actions'], feed)[0]))(sess)
-        for fn in runners.values():  # warm-up
-            for feed in feeds[:2]:
-                fn(feed)
-        times = {name: [] for name in runners}
-        outputs = {name: [] for name in runners}
-        for r in range(rounds):
-            feed = feeds[r % n_frames]
-            order = list(runners) if r % 2 == 0 else list(reversed(runners))
-            for name in order:
-                t0 = time.perf_counter()
-                out = runners[name](feed)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-                if r < n_frames:
-                    outputs[name].append(out)
-        one_thread = {}
-        if single_thread and threads > 1 and int8_path.exists():
-            # The same comparison on one core: INT8 gains less from a second core than FP32 does
-            # (its requantize/transposes/LayerNorms are a larger share), so report both.
-            torch.set_num_threads(1)
-            s1 = {'ort_fp32': make_session(fp32_path, 1), 'int8_static': make_session(int8_path, 1)}
-            run1 = {'torch_fp32': torch_run,
-                    **{k: (lambda s: (lambda feed: s.run(['actions'], feed)[0]))(v) for k, v in s1.items()}}
-            for fn in run1.values():
-                fn(feeds[0])
-            one_thread = {name: [] for name in run1}
-            for r in range(max(6, rounds // 2)):
-                for name, fn in run1.items():
-                    t0 = time.perf_counter()
-                    fn(feeds[r % n_frames])
-                    one_thread[name].append((time.perf_counter() - t0) * 1e3)
-            torch.set_num_threads(threads)
-        scale = np.asarray(manifest['action_normalization']['scale'])
-        ref = np.concatenate(outputs['ort_fp32'])
-        dyn_err = action_error(ref, np.concatenate(outputs['int8_dynamic']), scale)
-        torch_err = action_error(np.concatenate(outputs['torch_fp32']), ref, scale)
-
-        result = {'input': f'{h}x{w}', 'params': manifest['architecture']['parameters'],
-                  'macs': count_macs(fp32_path), 'threads': threads, 'rounds': rounds, 'build_s': build_s}
-        for name, ts in times.items():
-            result[f'{name}_p50_ms'] = _pct(ts, 50)
-            result[f'{name}_p95_ms'] = _pct(ts, 95)
-        result['size_fp32_mb'] = fp32_path.stat().st_size / 1e6
-        result['size_dynamic_mb'] = dyn_path.stat().st_size / 1e6
-        result['dynamic_mse'] = dyn_err['mse']
-        result['dynamic_max_err'] = dyn_err['max_abs_error']
-        result['torch_vs_ort_max_err'] = torch_err['max_abs_error']
-        v = manifest.get('validation') or {}
-        q = manifest.get('quantization') or {}
-        result['int8_written'] = int8_path.exists()
-        result['int8_mse'] = v.get('mse', float('nan'))
-        result['int8_max_err'] = v.get('max_abs_error', float('nan'))
-        result['int8_passed'] = bool(v.get('passed'))
-        result['int8_mac_fraction'] = q.get('int8_mac_fraction', 0.0)
-        result['fp32_groups'] = q.get('fp32_groups', [])
-        if int8_path.exists():
-            result['size_int8_mb'] = int8_path.stat().st_size / 1e6
-            result['fps_int8'] = 1e3 / result['int8_static_p50_ms']
-            result['int8_vs_torch'] = result['torch_fp32_p50_ms'] / result['int8_static_p50_ms']
-            result['int8_vs_ort_fp32'] = result['ort_fp32_p50_ms'] / result['int8_static_p50_ms']
-            result['target_met'] = (result['int8_vs_torch'] >= 4.0 and result['int8_vs_ort_fp32'] >= 2.5
-                                    and result['int8_passed'])
-            for name, ts in one_thread.items():
-                result[f'{name}_1t_p50_ms'] = _pct(ts, 50)
-            if one_thread:
-                result['int8_vs_torch_1t'] = result['torch_fp32_1t_p50_ms'] / result['int8_static_1t_p50_ms']
-                result['int8_vs_ort_fp32_1t'] = result['ort_fp32_1t_p50_ms'] / result['int8_static_1t_p50_ms']
-        else:
-            result['target_met'] = False
-        return result
+                result = bench_checkpoint(name, work, rounds=rounds, calibration_frames=calibration_frames,
+                                          validation_frames=validation_frames, threads=threads,
+                                          progress=progress, reuse=reuse)
+            except ImportError as exc:  # demo_trained needs the rover package
+                result = {'checkpoint': name, 'skipped': exc.name or 'module'}
+            results.append(result)
+            if emit:
+                emit(result)
+        return results
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
 def format_line(r: dict) -> str:
-    parts = [f"input={r['input']}", f"params={r['params'] / 1e6:.1f}M", f"macs={r['macs'] / 1e9:.1f}G",
-             f"threads={r['threads']}", f"rounds={r['rounds']}"]
-    for name in ('torch_fp32', 'ort_fp32', 'int8_static', 'int8_dynamic'):
-        if f'{name}_p50_ms' in r:
-            parts.append(f"{name}_p50_ms={r[f'{name}_p50_ms']:.1f}")
-            parts.append(f"{name}_p95_ms={r[f'{name}_p95_ms']:.1f}")
-    parts.append(f"size_fp32_mb={r['size_fp32_mb']:.1f}")
-    if 'size_int8_mb' in r:
-        parts.append(f"size_int8_mb={r['size_int8_mb']:.1f}")
-    parts.append(f"size_dynamic_mb={r['size_dynamic_mb']:.1f}")
-    if 'fps_int8' in r:
-        parts.append(f"fps_int8={r['fps_int8']:.1f}")
-    parts.append(f"int8_dtype=u8s8_qdq int8_mac_fraction={r['int8_mac_fraction']:.2f}")
-    parts.append(f"int8_mse={r['int8_mse']:.2e} int8_max_err={r['int8_max_err']:.3f} int8_passed={r['int8_passed']}")
-    parts.append(f"dynamic_mse={r['dynamic_mse']:.2e} dynamic_max_err={r['dynamic_max_err']:.3f}")
-    if 'int8_vs_torch' in r:
-        parts.append(f"int8_vs_torch={r['int8_vs_torch']:.2f}x int8_vs_ort_fp32={r['int8_vs_ort_fp32']:.2f}x")
-    if 'int8_vs_torch_1t' in r:
-        parts.append(f"torch_fp32_1t_p50_ms={r['torch_fp32_1t_p50_ms']:.1f} ort_fp32_1t_p50_ms={r['ort_fp32_1t_p50_ms']:.1f} "
-                     f"int8_static_1t_p50_ms={r['int8_static_1t_p50_ms']:.1f} "
-                     f"int8_vs_torch_1t={r['int8_vs_torch_1t']:.2f}x int8_vs_ort_fp32_1t={r['int8_vs_ort_fp32_1t']:.2f}x")
-    parts.append(f"target={'met' if r['target_met'] else 'missed'} build_s={r['build_s']:.0f}")
+    if 'skipped' in r:
+        return f"bench quantize: checkpoint={r['checkpoint']} skipped=missing_{r['skipped']}"
+    parts = [f"checkpoint={r['checkpoint']}",
+             f"int8_mac_percent={r['int8_mac_fraction'] * 100:.1f}",
+             f"mse={r['mse']:.2e} max_error={r['max_error']:.3f} passed={r['passed']}",
+             f"int8_ms={r['int8_ms']:.1f} ort_fp32_ms={r['ort_fp32_ms']:.1f} torch_fp32_ms={r['torch_fp32_ms']:.1f}",
+             f"speedup_vs_ort_fp32={r['speedup_vs_ort_fp32']:.2f} speedup_vs_torch={r['speedup_vs_torch']:.2f}",
+             f"threads={r['threads']} rounds={r['rounds']}",
+             f"int8_p95_ms={r['int8_p95_ms']:.1f} ort_fp32_p95_ms={r['ort_fp32_p95_ms']:.1f} "
+             f"torch_fp32_p95_ms={r['torch_fp32_p95_ms']:.1f}",
+             f"input={r['input']} params={r['params'] / 1e6:.1f}M macs={r['macs'] / 1e9:.1f}G",
+             f"mode={r['mode']} calibration={r['calibration']} fp32_groups={len(r['fp32_groups'])}"
+             + (f"[{','.join(r['fp32_groups'])}]" if r['fp32_groups'] else ''),
+             f"target={'met' if r['target_met'] else 'missed'} build_s={r['build_s']:.0f}"]
     return 'bench quantize: ' + ' '.join(parts)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m rover_quantize.bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rounds', type=int, default=30, help='interleaved timing rounds (default 30)')
-    parser.add_argument('--calibration-frames', type=int, default=200)
+    parser.add_argument('--checkpoints', default=','.join(CHECKPOINTS),
+                        help=f'comma-separated subset of {",".join(CHECKPOINTS)} (default: all)')
+    # defaults sized so the three builds + timings stay around 10 minutes on 2 busy cores
+    # (`rover-quantize build` calibrates on 200 frames)
+    parser.add_argument('--rounds', type=int, default=15, help='interleaved timing rounds per checkpoint (default 15)')
+    parser.add_argument('--calibration-frames', type=int, default=64)
     parser.add_argument('--validation-frames', type=int, default=50)
     parser.add_argument('--threads', type=int, default=0, help='threads for torch and ORT (default: all cores)')
-    parser.add_argument('--keep', default=None, help='keep the checkpoint and model directory here')
+    parser.add_argument('--keep', default=None, help='keep the checkpoints and model directories here')
     parser.add_argument('--progress', action='store_true')
-    parser.add_argument('--no-single-thread', action='store_true', help='skip the 1-thread comparison')
     parser.add_argument('--reuse', action='store_true',
-                        help='with --keep: time the model directory already there instead of rebuilding')
+                        help='with --keep: time the model directories already there instead of rebuilding')
+    parser.add_argument('--qdq-debug', default=None, metavar='CHECKPOINT',
+                        help='after timing, report the tensors with the worst SQNR of this checkpoint\'s '
+                             'INT8 model (onnxruntime qdq_loss_debug; a few GB of memory at 360x640)')
+    parser.add_argument('--qdq-debug-json', default=None, help='write the per-tensor SQNR of --qdq-debug here')
     args = parser.parse_args(argv)
-    result = run(args.rounds, args.calibration_frames, args.validation_frames, args.threads, args.keep,
-                 args.progress, not args.no_single_thread, args.reuse)
-    print(format_line(result), flush=True)
+    names = [n for n in args.checkpoints.split(',') if n]
+    unknown = set(names) - set(CHECKPOINTS)
+    if unknown:
+        parser.error(f'unknown checkpoint(s) {", ".join(sorted(unknown))}; known: {", ".join(CHECKPOINTS)}')
+    if args.qdq_debug and args.qdq_debug not in names:
+        parser.error('--qdq-debug must name one of the benched --checkpoints')
+    keep = args.keep or (tempfile.mkdtemp(prefix='rover_bench_') if args.qdq_debug else None)
+    try:
+        run(names, args.rounds, args.calibration_frames, args.validation_frames, args.threads, keep,
+            args.progress, args.reuse, emit=lambda r: print(format_line(r), flush=True))
+        if args.qdq_debug:
+            report = {'checkpoint': args.qdq_debug, **qdq_debug(Path(keep) / args.qdq_debug / 'model')}
+            print(format_debug_line(report), flush=True)
+            if args.qdq_debug_json:
+                import json
+                Path(args.qdq_debug_json).write_text(json.dumps(report, indent=1))
+    finally:
+        if keep and not args.keep:
+            shutil.rmtree(keep, ignore_errors=True)
     return 0
 
 

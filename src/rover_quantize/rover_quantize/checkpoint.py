@@ -326,12 +326,33 @@ def _set_realistic_batchnorm(core: ActCore, cfg: ActConfig, seed: int):
             bn.collect_stats = False
 
 
+def _lerobot_backbone_init(core: ActCore):
+    """The backbone as LeRobot builds it without pretrained weights: torchvision's ResNet init
+    (kaiming normal, fan_out, for the convs) and FrozenBatchNorm2d as constructed (weight 1,
+    bias 0, running mean 0, running var 1). torchvision's BN init loop only matches
+    nn.BatchNorm2d, so the frozen BNs keep their constructor values. The transformer's
+    xavier init (LeRobot's _reset_parameters) is already ActCore's."""
+    with torch.no_grad():
+        for m in core.backbone.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, FrozenBatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+
+
+INITS = ('synthetic', 'lerobot')
+
+
 def _state_dict_for_lerobot(core: ActCore) -> dict:
     return {f'model.{k}': v.detach().clone().contiguous() for k, v in core.state_dict().items()}
 
 
 def write_random_checkpoint(path, *, seed: int = 0, layout: str = 'new', stats: dict | None = None,
-                            dtype: torch.dtype = torch.float32, **config_overrides) -> Path:
+                            dtype: torch.dtype = torch.float32, init: str = 'synthetic',
+                            **config_overrides) -> Path:
     """Write a LeRobot-layout ACT pretrained directory with random weights (fixed seed).
 
     It holds every key LeRobot's ACTPolicy.state_dict() has, VAE encoder included.
@@ -339,17 +360,25 @@ def write_random_checkpoint(path, *, seed: int = 0, layout: str = 'new', stats: 
     policy_preprocessor/postprocessor json + safetensors pair. Config knobs: image_shape=(H, W),
     state_dim, action_dim, cameras=("front",), normalization_mapping, and any ACTConfig field
     (dim_model, n_heads, dim_feedforward, n_encoder_layers, n_decoder_layers, chunk_size, ...).
+    `init="synthetic"` gives the frozen BNs trained-looking statistics (_set_realistic_batchnorm);
+    `init="lerobot"` initialises the backbone the way a fresh LeRobot ACTPolicy has it
+    (_lerobot_backbone_init), i.e. what a user gets from LeRobot without pretrained weights.
     """
     from safetensors.torch import save_file
     if layout not in ('new', 'old'):
         raise ValueError(f'layout must be "new" or "old", got {layout!r}')
+    if init not in INITS:
+        raise ValueError(f'init must be one of {INITS}, got {init!r}')
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     cfg = make_config(**config_overrides)
     torch.manual_seed(seed)
     core = ActCore(cfg, with_vae_encoder=True)
     if cfg.image_features:
-        _set_realistic_batchnorm(core, cfg, seed)
+        if init == 'lerobot':
+            _lerobot_backbone_init(core)
+        else:
+            _set_realistic_batchnorm(core, cfg, seed)
     tensors = _state_dict_for_lerobot(core)
     stats = stats or default_stats(cfg, seed)
 
