@@ -287,7 +287,7 @@ def test_recording_a_demonstration_has_every_training_topic_and_clean_human_comm
     assert [m.data for m in values['/rover/episode']] == [False, True, False]
     assert {m.data for m in values['/rover/mode']} == {'manual'}
     human = [(m.twist.angular.z, m.twist.linear.x) for m in values['/teleop/cmd']]
-    assert len(human) >= 60 and all(abs(s) <= 1 and t == pytest.approx(0.3) for s, t in human)
+    assert len(human) >= 40 and all(abs(s) <= 1 and t == pytest.approx(0.3) for s, t in human)  # 20 Hz for 4 s
     # while the expert drove, what was applied is the human's command and says so
     sources = [m.data for m in values['/rover/cmd_source']]
     assert sources.count('human') >= 0.9 * len(sources[sources.index('human'):]), sources[-20:]

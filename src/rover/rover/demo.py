@@ -10,8 +10,8 @@ topics, prints a live status line and a summary:
     demo: mode=autonomous control_hz=30.0 min_window_hz=29.6 below_tolerance_percent=0.0 ...
 
 It exits 0 only if the loop held over the WHOLE run, not only at its end:
-every 1 s window of rover/cmd at the control rate (at most
-MAX_BELOW_TOLERANCE_PERCENT of windows below it, none below MIN_WINDOW_HZ),
+every 3 s window of rover/cmd (one starting each second) at the control rate
+(at most MAX_BELOW_TOLERANCE_PERCENT of windows below it, none below MIN_WINDOW_HZ),
 neutral for at most MAX_NEUTRAL_PERCENT of the time after the car first
 drove, the serial link up, camera frames flowing and every node still alive.
 """
@@ -41,8 +41,10 @@ from rover_common.stats import RateMeter
 DEFAULT_MODEL_DIR = Path(os.environ.get('ROVER_DEMO_MODEL', Path.cwd() / 'build' / 'demo_model'))
 CONTROL_RATE_HZ = control_rate_hz()
 CONTROL_RATE_TOLERANCE_HZ = 1.0
-MIN_WINDOW_HZ = 20.0                # a 1 s window below this fails the run outright
-MAX_BELOW_TOLERANCE_PERCENT = 5.0   # of 1 s windows below CONTROL_RATE_HZ - tolerance
+WINDOW_S = 3.0                      # rate windows over the whole run, one starting every second
+MIN_WINDOW_HZ = 20.0                # a window below this fails the run outright
+MAX_BELOW_TOLERANCE_PERCENT = 10.0  # of windows below CONTROL_RATE_HZ - tolerance
+MAX_RATE_FACTOR = 1.1              # rover/cmd above 33 Hz: something publishes twice
 MAX_NEUTRAL_PERCENT = 10.0          # of the time after the car first drove
 DEMO_MODES = ('autonomous', 'assisted')
 
@@ -103,10 +105,10 @@ class DemoMonitor(Node):
         self.sources[msg.data] = self.sources.get(msg.data, 0) + 1
 
     def window_rates(self, start: float, end: float) -> list[float]:
-        """rover/cmd messages in each whole 1 s window of [start, end)."""
+        """rover/cmd rate (Hz) in every WINDOW_S window of [start, end), one per second."""
         times = self.cmd_times
-        return [bisect.bisect_left(times, w + 1.0) - bisect.bisect_left(times, w)
-                for w in (start + k for k in range(int(end - start)))]
+        return [(bisect.bisect_left(times, w + WINDOW_S) - bisect.bisect_left(times, w)) / WINDOW_S
+                for w in (start + k for k in range(int(end - start - WINDOW_S) + 1))]
 
     def _on_diagnostics(self, msg):
         for status in msg.status:
@@ -227,7 +229,9 @@ def _summary(monitor: DemoMonitor, processes, elapsed: float, mode: str):
     below = 100.0 * sum(w < low for w in windows) / max(1, len(windows))
     neutral_percent = 100.0 * monitor.neutral_after_drive / max(1, monitor.after_drive)
     neutral_seconds = monitor.neutral_after_drive / CONTROL_RATE_HZ
-    held = (len(windows) >= 3 and abs(control_hz - CONTROL_RATE_HZ) <= CONTROL_RATE_TOLERANCE_HZ
+    # rover/cmd may run a little above the rate (a keep-alive next to a late policy tick);
+    # far above means duplicated publishing, below means the car was not controlled
+    held = (len(windows) >= 3 and low <= control_hz <= CONTROL_RATE_HZ * MAX_RATE_FACTOR
             and min_window >= MIN_WINDOW_HZ and below <= MAX_BELOW_TOLERANCE_PERCENT
             and monitor.after_drive > 0 and neutral_percent <= MAX_NEUTRAL_PERCENT
             and serial == 'ok' and frames > 0 and alive)

@@ -28,7 +28,8 @@ from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
-from rover_arbiter.arbiter import MODES, NEUTRAL, Arbiter, ButtonEdges
+from rover_arbiter.arbiter import (HUMAN, MODES, NEUTRAL, POLICY, POLICY_STEERING_HUMAN_THROTTLE, Arbiter,
+                                   ButtonEdges)
 from rover_common import diagnostics
 from rover_common.node_main import run
 from rover_common.params import declare
@@ -36,6 +37,8 @@ from rover_common.params import declare
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 BUTTONS = ('manual', 'assisted', 'autonomous', 'estop', 'episode')
+# which input's arrival publishes a decision from each source
+PACING_INPUT = {HUMAN: 'human', POLICY: 'policy', POLICY_STEERING_HUMAN_THROTTLE: 'policy'}
 
 
 class ArbiterNode(Node):
@@ -206,9 +209,12 @@ class ArbiterNode(Node):
     def _publish_decision(self, trigger: str) -> None:
         now = self._now()
         decision = self.arbiter.decide(now)
-        # Publish at once when the input that arrived drives the car (lowest latency),
-        # or when who drives changed; otherwise the keep-alive timer carries the rate.
-        drives = trigger in decision.source or decision.source != self._last_source or trigger == 'estop'
+        # Publish at once when the input that paces the car arrived (lowest latency), or when
+        # who drives changed; otherwise the keep-alive timer carries the rate. In assisted mode
+        # the policy paces (30 Hz) and the human's throttle rides along, so rover/cmd keeps the
+        # control rate instead of the sum of both input rates.
+        drives = (trigger == PACING_INPUT.get(decision.source) or decision.source != self._last_source
+                  or trigger == 'estop')
         if not drives and now - self._last_publish < self._period:
             return
         msg = TwistStamped()
