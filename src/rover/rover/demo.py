@@ -9,7 +9,8 @@ topics, prints a live status line and a summary:
 
     demo: mode=autonomous control_hz=30.0 min_window_hz=29.6 below_tolerance_percent=0.0 ...
 
-It exits 0 only if the loop held over the WHOLE run, not only at its end:
+It exits 0 only if the loop held over the WHOLE run from the first command that
+moved the car, not only at its end:
 every 3 s window of rover/cmd (one starting each second) at the control rate
 (at most MAX_BELOW_TOLERANCE_PERCENT of windows below it, none below MIN_WINDOW_HZ),
 neutral for at most MAX_NEUTRAL_PERCENT of the time after the car first
@@ -79,11 +80,11 @@ class DemoMonitor(Node):
         self.commands = 0
         self.neutral_events = 0
         self._was_driving = False
-        self.cmd_times = []          # receive time of every rover/cmd
+        self.cmd_times = []          # publish stamp (ROS time, s) of every rover/cmd
         self.neutral_after_drive = 0  # neutral commands once the car had driven
         self.after_drive = 0
+        self.first_drive = None      # stamp of the first command that moved the car
         self.sources = {}            # rover/cmd_source value -> count
-        self.started = time.monotonic()
         self.diagnostics = {}   # status name -> (level, {key: value})
         self.create_subscription(TwistStamped, 'rover/cmd', self._on_cmd, 50)
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
@@ -92,14 +93,22 @@ class DemoMonitor(Node):
     def _on_cmd(self, msg):
         self.cmd_rate.tick()
         self.commands += 1
-        self.cmd_times.append(time.monotonic())
+        # the arbiter's publish stamp: the rate the car got, not when this (busy, recording)
+        # process happened to read the message
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.cmd_times.append(stamp or self.ros_now())
         driving = msg.twist.linear.x != 0.0 or msg.twist.angular.z != 0.0
         if self._was_driving and not driving:
             self.neutral_events += 1
+        if driving and not self.after_drive:
+            self.first_drive = self.cmd_times[-1]
         if driving or self.after_drive:
             self.after_drive += 1
             self.neutral_after_drive += not driving
         self._was_driving = driving
+
+    def ros_now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_source(self, msg):
         self.sources[msg.data] = self.sources.get(msg.data, 0) + 1
@@ -165,7 +174,6 @@ def run_demo(seconds: float, model_dir: Path, record: str | None = None, mode: s
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     start = time.monotonic()
-    monitor.started = start
     tty = sys.stdout.isatty()
     last_print = 0.0
     try:
@@ -222,8 +230,12 @@ def _summary(monitor: DemoMonitor, processes, elapsed: float, mode: str):
     frames = int(_float(monitor.value('sim', 'frames'), 0))
     alive = all(p.alive() for p in processes)
     # the whole run, from the first command on (start-up is the nodes' own time)
-    first = monitor.cmd_times[0] if monitor.cmd_times else monitor.started + elapsed
-    windows = monitor.window_rates(first, monitor.started + elapsed)
+    monitor.cmd_times.sort()
+    end = monitor.ros_now()   # commands that stopped before the end count as a gap
+    # from the first command that moved the car: start-up (models loading, neutral keep-alives)
+    # is the nodes' own time; from then on every window counts
+    first = monitor.first_drive if monitor.first_drive is not None else end
+    windows = monitor.window_rates(first, end)
     low = CONTROL_RATE_HZ - CONTROL_RATE_TOLERANCE_HZ
     min_window = min(windows) if windows else 0.0
     below = 100.0 * sum(w < low for w in windows) / max(1, len(windows))
