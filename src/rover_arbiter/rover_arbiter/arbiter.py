@@ -64,7 +64,6 @@ class Arbiter:
         self.takeover_deadband = float(takeover_deadband)
         self._human: _Held | None = None
         self._policy: _Held | None = None
-        self.counts = {HUMAN: 0, POLICY: 0, POLICY_STEERING_HUMAN_THROTTLE: 0, NEUTRAL: 0}
         self.takeovers = 0
         self._was_takeover = False
 
@@ -99,7 +98,6 @@ class Arbiter:
 
     def decide(self, now: float) -> Decision:
         decision = self._decide(now)
-        self.counts[decision.source] += 1
         takeover = decision.reason == 'human_takeover'
         if takeover and not self._was_takeover:
             self.takeovers += 1
@@ -147,3 +145,46 @@ class ButtonEdges:
         before = self._previous + [0] * (len(buttons) - len(self._previous))
         self._previous = buttons
         return {i for i, (was, now) in enumerate(zip(before, buttons)) if now and not was}
+
+
+# Which input's arrival publishes a decision from each source.
+PACING_INPUT = {HUMAN: 'human', POLICY: 'policy', POLICY_STEERING_HUMAN_THROTTLE: 'policy'}
+TIMER = 'timer'
+ESTOP = 'estop'
+
+
+class PublishPacer:
+    """When the arbiter publishes rover/cmd, so its rate is the driving source's rate.
+
+    The input that paces the current source (the human in manual, the policy
+    otherwise) publishes the moment it arrives: lowest latency, and its own
+    30 Hz becomes the car's. Any other input (the human's throttle riding
+    along in assisted mode, a policy chunk shown in manual) only updates the
+    held command: publishing it too would add a second rate on top. A change
+    of who drives, or an e-stop, publishes at once. The keep-alive timer
+    publishes when the pacing input is late by half a period (its jitter must
+    not add a message between two of its own), then every period while no
+    pacing input arrives (a keyboard's sparse repeats, a stopped policy).
+    """
+
+    def __init__(self, period: float):
+        self.period = period
+        self._last_publish = -math.inf
+        self.last_source = None
+        self._last_trigger = None
+        # commands published per source (diagnostics turn these into rates)
+        self.counts = {HUMAN: 0, POLICY: 0, POLICY_STEERING_HUMAN_THROTTLE: 0, NEUTRAL: 0}
+
+    def should_publish(self, trigger: str, source: str, now: float) -> bool:
+        if trigger == ESTOP or source != self.last_source or trigger == PACING_INPUT.get(source):
+            return True
+        if trigger != TIMER:
+            return False
+        limit = self.period * (0.95 if self._last_trigger == TIMER else 1.5)
+        return now - self._last_publish >= limit
+
+    def published(self, trigger: str, source: str, now: float) -> None:
+        self._last_publish = now
+        self.last_source = source
+        self._last_trigger = trigger
+        self.counts[source] += 1

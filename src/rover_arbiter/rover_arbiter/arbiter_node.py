@@ -28,8 +28,7 @@ from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
-from rover_arbiter.arbiter import (HUMAN, MODES, NEUTRAL, POLICY, POLICY_STEERING_HUMAN_THROTTLE, Arbiter,
-                                   ButtonEdges)
+from rover_arbiter.arbiter import ESTOP, MODES, NEUTRAL, TIMER, Arbiter, ButtonEdges, PublishPacer
 from rover_common import diagnostics
 from rover_common.node_main import run
 from rover_common.params import declare
@@ -37,8 +36,6 @@ from rover_common.params import declare
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 BUTTONS = ('manual', 'assisted', 'autonomous', 'estop', 'episode')
-# which input's arrival publishes a decision from each source
-PACING_INPUT = {HUMAN: 'human', POLICY: 'policy', POLICY_STEERING_HUMAN_THROTTLE: 'policy'}
 
 
 class ArbiterNode(Node):
@@ -61,14 +58,11 @@ class ArbiterNode(Node):
                                        f'Gamepad button (sensor_msgs/Joy index) for {name}; -1: none.',
                                        min_value=-1, max_value=63, read_only=True) for name in BUTTONS}
         self.arbiter = Arbiter(mode, human_timeout, policy_timeout, deadband)
-        self._period = 1.0 / rate_hz
-        self._last_publish = -1e9
-        self._last_source = None
-        self._last_trigger = None
+        self.pacer = PublishPacer(1.0 / rate_hz)
         self._episode = False
         self._episodes = 0
         self._edges = ButtonEdges()
-        self._last_diag = (time.monotonic(), dict(self.arbiter.counts))
+        self._last_diag = (time.monotonic(), dict(self.pacer.counts))
 
         self.cmd_pub = self.create_publisher(TwistStamped, 'rover/cmd', 10)
         self.source_pub = self.create_publisher(String, 'rover/cmd_source', 10)
@@ -86,7 +80,7 @@ class ArbiterNode(Node):
         self.estop_client = self.create_client(SetBool, 'rover/estop')
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        self.create_timer(self._period / 2, self._keep_alive)
+        self.create_timer(self.pacer.period / 2, lambda: self._publish_decision(trigger=TIMER))
         self.create_timer(1.0, self._publish_diagnostics)
         self._publish_mode()
         self._publish_episode()
@@ -117,7 +111,7 @@ class ArbiterNode(Node):
         else:
             self.get_logger().info('e-stop released: manual mode, neutral until a new command arrives')
         self._publish_mode()
-        self._publish_decision(trigger='estop')
+        self._publish_decision(trigger=ESTOP)
 
     def _on_joy(self, msg: Joy) -> None:
         pressed = self._edges.pressed(msg.buttons)
@@ -136,7 +130,7 @@ class ArbiterNode(Node):
         self.arbiter.set_estop(True)
         self._set_episode(False)
         self._publish_mode()
-        self._publish_decision(trigger='estop')
+        self._publish_decision(trigger=ESTOP)
         self.get_logger().warning('E-STOP from the gamepad')
         if self.estop_client.service_is_ready():
             self.estop_client.call_async(SetBool.Request(data=True))
@@ -209,13 +203,7 @@ class ArbiterNode(Node):
     def _publish_decision(self, trigger: str) -> None:
         now = self._now()
         decision = self.arbiter.decide(now)
-        # Publish at once when the input that paces the car arrived (lowest latency), or when
-        # who drives changed; otherwise the keep-alive timer carries the rate. In assisted mode
-        # the policy paces (30 Hz) and the human's throttle rides along, so rover/cmd keeps the
-        # control rate instead of the sum of both input rates.
-        drives = (trigger == PACING_INPUT.get(decision.source) or decision.source != self._last_source
-                  or trigger == 'estop')
-        if not drives and now - self._last_publish < self._period:
+        if not self.pacer.should_publish(trigger, decision.source, now):
             return
         msg = TwistStamped()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -224,27 +212,17 @@ class ArbiterNode(Node):
         self.cmd_pub.publish(msg)
         source = decision.source if decision.source != NEUTRAL else f'neutral:{decision.reason}'
         self.source_pub.publish(String(data=source))
-        self._last_publish = now
-        self._last_source = decision.source
-        self._last_trigger = trigger
-
-    def _keep_alive(self) -> None:
-        # A 30 Hz source is published as it arrives (its jitter must not add a
-        # keep-alive between two of its messages: 1.5 periods); once inputs stop
-        # or are sparse (a keyboard), the keep-alive takes over at the rate.
-        limit = self._period * (0.95 if self._last_trigger == 'timer' else 1.5)
-        if self._now() - self._last_publish >= limit:
-            self._publish_decision(trigger='timer')
+        self.pacer.published(trigger, decision.source, now)
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         human_age, policy_age = self.arbiter.ages(now)
-        counts = dict(self.arbiter.counts)
+        counts = dict(self.pacer.counts)
         then, before = self._last_diag
         elapsed = max(now - then, 1e-6)
         self._last_diag = (now, counts)
         values = {
-            'mode': self.arbiter.mode, 'source': self._last_source or '-', 'estop': self.arbiter.estop,
+            'mode': self.arbiter.mode, 'source': self.pacer.last_source or '-', 'estop': self.arbiter.estop,
             'human_age_s': human_age, 'policy_age_s': policy_age,
             'human_timeout_s': self.arbiter.human_timeout, 'policy_timeout_s': self.arbiter.policy_timeout,
             'takeovers': self.arbiter.takeovers, 'episode': self._episode, 'episodes': self._episodes,
@@ -253,7 +231,7 @@ class ArbiterNode(Node):
         if self.arbiter.estop:
             level, message = diagnostics.WARN, 'e-stop latched: neutral'
         else:
-            level, message = diagnostics.OK, f'{self.arbiter.mode}: {self._last_source or "-"}'
+            level, message = diagnostics.OK, f'{self.arbiter.mode}: {self.pacer.last_source or "-"}'
         self.diag_pub.publish(diagnostics.array(
             self, diagnostics.status(f'{self.get_fully_qualified_name()}: arbiter', level, message, values)))
 
