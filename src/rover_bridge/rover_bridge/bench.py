@@ -10,6 +10,7 @@ Run: python -m rover_bridge.bench [--seconds 10]
 """
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 board.kill()
                 board.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == '__main__':
