@@ -303,7 +303,7 @@ print(round(0.5 * m["n_action_steps"] / m["control_rate_hz"] * 1000))' "${model_
         fail "benchmark" "cannot read ${model_dir}/manifest.json (model installed? ln -sfn <name> /opt/rover/models/current): ${out##*$'\n'}"
         return
     fi
-    local bench=(python3 -m rover_policy.policy_node --benchmark --model-dir "${model_dir}" --backend "${backend}" --threads "${threads}")
+    local bench=(ros2 run rover_policy latency_benchmark --model-dir "${model_dir}" --backend "${backend}" --threads "${threads}")
     out=$(ros_run "${bench[@]}" --iterations 10 --warmup 3 2>&1)
     if ! mean=$(grep '^bench ' <<< "${out}" | bench_value mean_ms); then
         fail "benchmark" "the policy benchmark did not run: ${out##*$'\n'}"

@@ -248,15 +248,16 @@ case "$1 $2" in
             *camera/image_raw*) printf 'average rate: 29.950\\n\\tmin: 0.030s max: 0.037s\\n' ;;
             *) printf 'average rate: %s\\n\\tmin: 0.032s max: 0.035s\\n' "${FAKE_CMD_RATE:-30.001}" ;;
         esac ;;
+    "run rover_policy")
+        [ "$3" = latency_benchmark ] || exit 99
+        echo "$*" >> "$FAKE_LOG"
+        echo "bench inference: backend=cpu_int8 image=640x360 chunk=100 iterations=1 threads=4 mean_ms=150.00 p50_ms=149.00 p95_ms=160.00 p99_ms=171.33 fps=6.7" ;;
 esac
 '''
 FAKE_PYTHON = '''#!/bin/sh
 case "$*" in
     *DiagnosticArray*) echo "level=0 bridge: link up handshake=ok firmware=1"; exit 0 ;;
     *manifest.json*) echo 1667 ;;
-    *rover_policy.policy_node*--benchmark*)
-        echo "$*" >> "$FAKE_LOG"
-        echo "bench inference: backend=cpu_int8 image=640x360 chunk=100 iterations=1 threads=4 mean_ms=150.00 p50_ms=149.00 p95_ms=160.00 p99_ms=171.33 fps=6.7" ;;
     *) exit 99 ;;
 esac
 '''

@@ -10,8 +10,10 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml', 'README.md']),
     ],
-    # What `pip install ./src/rover_dataset` needs on a training machine (colcon does not install these).
-    install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'pyarrow', 'av', 'rosbags', 'tqdm'],
+    # What `pip install ./src/rover_common ./src/rover_dataset` needs on a training machine (colcon does
+    # not install these); rover_common for the image decoder shared with rover_quantize.
+    install_requires=['setuptools', 'rover_common', 'numpy', 'opencv-python-headless', 'pyarrow', 'av', 'rosbags',
+                      'tqdm'],
     extras_require={'test': ['pytest', 'pytest-timeout']},
     python_requires='>=3.10',
     zip_safe=True,

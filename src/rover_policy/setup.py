@@ -23,6 +23,8 @@ setup(
         'console_scripts': [
             'policy_node = rover_policy.policy_node:main',
             'policy_bench = rover_policy.bench:main',
+            # inference latency without ROS (the on-device checklist's benchmark)
+            'latency_benchmark = rover_policy.latency_benchmark:main',
         ],
     },
 )

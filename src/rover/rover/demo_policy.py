@@ -109,13 +109,60 @@ def render_dataset(n: int, seed: int, chunk: int, image_hw=(180, 320)):
     return images, states, actions
 
 
+def train_head(ck, images, states, actions, train_idx, held_out, steps: int, rng, pad=None,
+               batch_size: int = 32, log_every: int = 100):
+    """The project's trainer (behaviour cloning, ACT's recipe on a frozen backbone): features of
+    the frozen backbone computed once, then AdamW (3e-4, cosine) on the rest with ACT's L1 on the
+    normalized action chunks. `pad` [n, chunk] marks chunk steps past the end of an episode
+    (LeRobot's action_is_pad): they are left out of the loss. Trains `ck.core` in place; returns
+    its predictions for `held_out`, unnormalized. Used by `python -m rover.demo_policy` and
+    `rover_dataset.train_demo`."""
+    import torch
+    from rover_quantize.export import policy_graph
+
+    core = ck.core
+    backbone = policy_graph(ck, 'backbone', fused=False)
+    with torch.no_grad():
+        feats = torch.cat([backbone.features_of(torch.from_numpy(images[i:i + 50]))
+                           for i in range(0, len(images), 50)])
+    state_scale, state_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['state'])
+    act_scale, act_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['action'])
+    norm_states = torch.from_numpy(states) * state_scale + state_offset
+    # the unnormalize, inverted; LeRobot's eps: a constant action (a steady throttle) has std 0
+    norm_actions = (torch.from_numpy(actions) - act_offset) / (act_scale + 1e-8)
+    keep = None if pad is None else torch.from_numpy(~np.asarray(pad, bool)).float()[..., None]
+
+    trainable = [p for name, p in core.named_parameters()
+                 if not (f'model.{name}').startswith(FROZEN_PREFIXES)]
+    optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    # core.head runs samples one by one (batch-1 export graphs); vmap batches the same code
+    head = torch.vmap(lambda features, state: core._head_one([features], state, None))
+    core.train()
+    for step in range(steps):
+        batch = rng.choice(train_idx, batch_size)
+        pred = head(feats[batch], norm_states[batch])
+        if keep is None:
+            loss = torch.nn.functional.l1_loss(pred, norm_actions[batch])   # ACT's L1 loss
+        else:  # ACT's L1 with the padded steps masked out
+            loss = ((pred - norm_actions[batch]).abs() * keep[batch]).sum() / (keep[batch].sum() * pred.shape[-1])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if log_every and step % log_every == 0:
+            print(f'step {step:5d}  l1 {loss.item():.4f}', flush=True)
+    core.eval()
+    with torch.no_grad():
+        return head(feats[held_out], norm_states[held_out]) * act_scale + act_offset
+
+
 def train(out: Path = TRAINED, samples: int = 2000, steps: int = 600, seed: int = SEED) -> dict:
     import tempfile
 
     import torch
     from safetensors.torch import load_file, save_file
     from rover_quantize.checkpoint import load_checkpoint, write_random_checkpoint
-    from rover_quantize.export import policy_graph
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,38 +171,8 @@ def train(out: Path = TRAINED, samples: int = 2000, steps: int = 600, seed: int 
         backbone_sha = _backbone_hash(load_file(str(ckpt / 'model.safetensors')))
     cfg, core = ck.cfg, ck.core
     images, states, actions = render_dataset(samples + 200, seed + 1, cfg.chunk_size, cfg.image_hw)
-
-    backbone = policy_graph(ck, 'backbone', fused=False)
-    with torch.no_grad():
-        feats = torch.cat([backbone.features_of(torch.from_numpy(images[i:i + 50]))
-                           for i in range(0, len(images), 50)])
-    state_scale, state_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['state'])
-    act_scale, act_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['action'])
-    norm_states = torch.from_numpy(states) * state_scale + state_offset
-    norm_actions = (torch.from_numpy(actions) - act_offset) / act_scale   # the unnormalize, inverted
     train_idx, held_out = np.arange(samples), np.arange(samples, samples + 200)
-
-    trainable = [p for name, p in core.named_parameters()
-                 if not (f'model.{name}').startswith(FROZEN_PREFIXES)]
-    optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    # core.head runs samples one by one (batch-1 export graphs); vmap batches the same code
-    head = torch.vmap(lambda features, state: core._head_one([features], state, None))
-    rng = np.random.default_rng(seed)
-    core.train()
-    for step in range(steps):
-        batch = rng.choice(train_idx, 32)
-        pred = head(feats[batch], norm_states[batch])
-        loss = torch.nn.functional.l1_loss(pred, norm_actions[batch])   # ACT's L1 loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0:
-            print(f'step {step:5d}  l1 {loss.item():.4f}', flush=True)
-    core.eval()
-    with torch.no_grad():
-        pred = head(feats[held_out], norm_states[held_out]) * act_scale + act_offset
+    pred = train_head(ck, images, states, actions, train_idx, held_out, steps, np.random.default_rng(seed))
     steering_error = (pred[..., 0] - torch.from_numpy(actions[held_out, :, 0])).abs()
     result = {'held_out_steering_mae_first': float(steering_error[:, 0].mean()),
               'held_out_steering_mae_chunk': float(steering_error.mean())}

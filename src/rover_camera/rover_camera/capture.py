@@ -1,6 +1,6 @@
-"""The capture side of the camera node, without ROS: pacing, reconnect
-backoff, gap accounting, a one-slot hand-over to the publisher, and the
-capture thread that ties them together."""
+"""The capture side of the camera node, without ROS: reconnect backoff, gap
+accounting, a one-slot hand-over to the publisher, and the capture thread that
+ties them together (paced by rover_common.deadline_loop)."""
 from __future__ import annotations
 
 import math
@@ -8,52 +8,7 @@ import threading
 import time
 
 from rover_camera.sources import FrameSource, SourceError
-
-
-class DeadlineScheduler:
-    """Ticks at start + k * period on a monotonic clock.
-
-    Deadlines are computed from the tick index, never from "now + period",
-    so lateness of one tick does not shift the ones after it (no drift).
-    When more than a whole period late, the missed ticks are skipped and
-    counted rather than fired in a burst.
-    """
-
-    def __init__(self, period: float, clock=time.monotonic, sleep=time.sleep):
-        if not period > 0:
-            raise ValueError(f'period must be positive, got {period}')
-        self.period = period
-        self._clock = clock
-        self._sleep = sleep
-        self._start: float | None = None
-        self._index = 0
-        self.skipped = 0
-
-    def reset(self) -> None:
-        """Start over at the next wait() (after a pause such as a reconnect)."""
-        self._start = None
-        self._index = 0
-
-    def next_deadline(self) -> float | None:
-        return None if self._start is None else self._start + self._index * self.period
-
-    def wait(self) -> int:
-        """Sleep until the next tick; return how many ticks were skipped to get there."""
-        now = self._clock()
-        if self._start is None:
-            self._start, self._index = now, 1
-            return 0
-        deadline = self._start + self._index * self.period
-        skipped = 0
-        late = now - deadline
-        if late >= self.period:
-            skipped = int(late // self.period)
-            self._index += skipped
-            self.skipped += skipped
-        elif late < 0:
-            self._sleep(-late)
-        self._index += 1
-        return skipped
+from rover_common.deadline_loop import Deadlines
 
 
 class Backoff:
@@ -144,8 +99,8 @@ class CaptureLoop:
 
     on_frame(frame, stamp_ns, seq) is called on the capture thread right
     after retrieve; `stamp_ns` is `now_ns()` taken right after the grab.
-    Paced sources (files, folders, the test pattern) are read at `fps` by a
-    DeadlineScheduler; live sources (cameras) as fast as they deliver.
+    Paced sources (files, folders, the test pattern) are read at `fps` on
+    absolute deadlines (rover_common.deadline_loop); live sources (cameras) as fast as they deliver.
     A failing source is closed and reopened with exponential backoff.
     """
 
@@ -159,7 +114,8 @@ class CaptureLoop:
         self._clock = clock
         self.backoff = backoff or Backoff()
         self._stop = threading.Event()
-        self.scheduler = DeadlineScheduler(1.0 / fps, clock=clock, sleep=self._stop.wait)
+        # sleeps on the stop event: stop() ends a wait at once, even at a slow rate
+        self.scheduler = Deadlines(1.0 / fps, clock=clock, sleep=self._stop.wait)
         self.gaps = GapCounter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -233,8 +189,7 @@ class CaptureLoop:
                     continue
                 last_open_error = None
             if self.source.paced:
-                self.scheduler.wait()
-                if self._stop.is_set():
+                if self.scheduler.wait() is None or self._stop.is_set():
                     break
             try:
                 if not self.source.grab():

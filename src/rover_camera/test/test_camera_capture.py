@@ -1,70 +1,16 @@
-"""Pacing, backoff, gap accounting, the hand-over slot and the capture loop. No ROS.
+"""Backoff, gap accounting, the hand-over slot and the capture loop. No ROS.
 
-Timing here runs on injected fake clocks, so nothing depends on machine speed.
+The deadline grid that paces files, folders and the test pattern is
+rover_common.deadline_loop, tested on fake time in rover_common.
 """
 import logging
 import threading
 import time
 
 import numpy as np
-import pytest
 
 from rover_camera import capture as cap
 from rover_camera.sources import FrameSource, SourceLost, SourceUnavailable
-
-
-class FakeClock:
-    def __init__(self, start=100.0):
-        self.now = start
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_scheduler_ticks_on_a_fixed_grid_without_drift():
-    clock = FakeClock()
-    scheduler = cap.DeadlineScheduler(0.1, clock=clock, sleep=clock.sleep)
-    ticks = []
-    for _ in range(1000):
-        scheduler.wait()
-        ticks.append(clock.now)
-        clock.now += 0.013  # work after every tick; must not push later ticks
-    assert ticks[-1] == pytest.approx(100.0 + 999 * 0.1, abs=1e-9)
-    assert np.allclose(np.diff(ticks), 0.1)
-    assert scheduler.skipped == 0
-
-
-def test_scheduler_absorbs_a_late_tick_and_skips_whole_missed_periods():
-    clock = FakeClock()
-    scheduler = cap.DeadlineScheduler(0.1, clock=clock, sleep=clock.sleep)
-    scheduler.wait()                       # tick 0 at 100.0
-    clock.now = 100.15                     # tick 1 (100.1) is 50 ms late: fire now, no skip
-    assert scheduler.wait() == 0 and clock.now == pytest.approx(100.15)
-    scheduler.wait()                       # tick 2 back on the grid
-    assert clock.now == pytest.approx(100.2)
-    clock.now = 100.55                     # 250 ms late for tick 3 (100.3): skip 100.3 and 100.4
-    assert scheduler.wait() == 2
-    assert scheduler.next_deadline() == pytest.approx(100.6)
-    scheduler.wait()
-    assert clock.now == pytest.approx(100.6) and scheduler.skipped == 2
-
-
-def test_scheduler_reset_restarts_the_grid_and_rejects_bad_periods():
-    clock = FakeClock()
-    scheduler = cap.DeadlineScheduler(0.5, clock=clock, sleep=clock.sleep)
-    scheduler.wait()
-    clock.now += 30.0  # e.g. a reconnect
-    scheduler.reset()
-    assert scheduler.wait() == 0 and scheduler.skipped == 0
-    scheduler.wait()
-    assert clock.now == pytest.approx(130.5)
-    with pytest.raises(ValueError):
-        cap.DeadlineScheduler(0.0)
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets():

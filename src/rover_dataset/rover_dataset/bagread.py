@@ -3,8 +3,8 @@
 A focused reader on `rosbags` (no ROS install): a first pass loads the small series
 (state, commands, mode, e-stop, episode markers) and only the capture stamps of the
 camera messages; frames are decoded in a second pass, one at a time, while the video is
-encoded. Image decoding overlaps rover_quantize.bags.decode_image; it is repeated here
-so that `pip install ./src/rover_dataset` works without rover_quantize.
+encoded. Frames are decoded by rover_common.image_decode (ROS-free, shared with
+rover_quantize): `pip install ./src/rover_common ./src/rover_dataset`.
 """
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
+
+from rover_common import image_decode
 
 from .errors import DatasetError
 
 RAW, COMPRESSED = 'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'
 TWIST = 'geometry_msgs/msg/TwistStamped'
 STRING, BOOL = 'std_msgs/msg/String', 'std_msgs/msg/Bool'
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
 
 # Contract topic names (relative: they match '/name' and any namespace '/ns/name').
 TOPICS = {
@@ -214,29 +214,12 @@ def _has_messages(conns) -> bool:
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs Image (rgb8/bgr8/mono8/rgba8/bgra8) or CompressedImage."""
-    if msgtype == COMPRESSED:
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise DatasetError(f'cannot decode a compressed image (format {msg.format!r})')
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    enc = msg.encoding
-    if enc not in _CHANNELS:
-        raise DatasetError(f'unsupported image encoding {enc!r}; expected one of {", ".join(_CHANNELS)}')
-    ch, h, w, step = _CHANNELS[enc], int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, np.uint8).reshape(-1)
-    if step < w * ch or data.size < step * h:
-        raise DatasetError(f'image data too short: {data.size} bytes for {h} rows of step {step}')
-    px = data[:step * h].reshape(h, step)[:, :w * ch].reshape(h, w, ch)
-    if enc == 'rgb8':
-        return px.copy()
-    if enc == 'bgr8':
-        return px[..., ::-1].copy()
-    if enc == 'mono8':
-        return np.repeat(px, 3, axis=2)
-    if enc == 'rgba8':
-        return px[..., :3].copy()
-    return px[..., 2::-1].copy()  # bgra8
+    """H x W x 3 uint8 RGB from a sensor_msgs Image (rgb8/bgr8/mono8/rgba8/bgra8) or CompressedImage;
+    the decoder rover_quantize uses for its calibration frames too."""
+    try:
+        return image_decode.decode_rgb(msg, msgtype)
+    except image_decode.ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def iter_frames(bag: BagData, positions):

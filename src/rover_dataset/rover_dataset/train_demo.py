@@ -54,10 +54,9 @@ def training_set(root, chunk: int):
 def train(dataset, out_ckpt: Path, steps: int, seed: int = 0) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
-    from rover.demo_policy import DEMO_ACT, FROZEN_PREFIXES
+    from rover.demo_policy import DEMO_ACT, train_head
     from rover_quantize.act_config import make_config
     from rover_quantize.checkpoint import default_stats, load_checkpoint, write_random_checkpoint
-    from rover_quantize.export import policy_graph
 
     info = json.loads((Path(dataset) / 'meta' / 'info.json').read_text())
     hw = tuple(info['features'][lf.CAMERA_KEY]['shape'][:2])
@@ -72,38 +71,11 @@ def train(dataset, out_ckpt: Path, steps: int, seed: int = 0) -> dict:
     write_random_checkpoint(out_ckpt, seed=seed, stats=stats, **knobs)
     ck = load_checkpoint(out_ckpt)
     core = ck.core
-
-    backbone = policy_graph(ck, 'backbone', fused=False)
-    with torch.no_grad():
-        feats = torch.cat([backbone.features_of(torch.from_numpy(images[i:i + 50]))
-                           for i in range(0, len(images), 50)])
-    s_scale, s_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['state'])
-    a_scale, a_offset = (torch.tensor(np.asarray(v, np.float32)) for v in ck.norm['action'])
-    norm_states = torch.from_numpy(states) * s_scale + s_offset
-    norm_actions = (torch.from_numpy(actions) - a_offset) / (a_scale + 1e-8)  # LeRobot's eps: a constant throttle has std 0
-    keep = torch.from_numpy(~pad).float()[..., None]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
     held_out, train_idx = order[:len(order) // 10], order[len(order) // 10:]
-
-    trainable = [p for name, p in core.named_parameters() if not f'model.{name}'.startswith(FROZEN_PREFIXES)]
-    optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    head = torch.vmap(lambda features, state: core._head_one([features], state, None))
-    core.train()
-    for step in range(steps):
-        batch = rng.choice(train_idx, 32)
-        err = (head(feats[batch], norm_states[batch]) - norm_actions[batch]).abs() * keep[batch]
-        loss = err.sum() / (keep[batch].sum() * 2)   # ACT's L1, padded steps masked out
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0:
-            print(f'step {step:5d}  l1 {loss.item():.4f}', flush=True)
-    core.eval()
-    with torch.no_grad():
-        pred = head(feats[held_out], norm_states[held_out]) * a_scale + a_offset
+    # the demo policy's trainer, with the padded chunk steps masked out of the loss
+    pred = train_head(ck, images, states, actions, train_idx, held_out, steps, rng, pad=pad)
     first = (pred[:, 0, 0] - torch.from_numpy(actions[held_out, 0, 0])).abs().mean()
     tensors = load_file(str(out_ckpt / 'model.safetensors'))
     for name, value in core.state_dict().items():

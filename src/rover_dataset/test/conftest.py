@@ -9,7 +9,7 @@ os.environ.setdefault('SVT_LOG', '1')
 
 import pytest  # noqa: E402
 
-from rover_common.process import scheduling_guard  # noqa: E402 - a test-only dependency
+from rover_common.process import scheduling_guard  # noqa: E402
 
 # Fails a test that changes the test process's scheduling: every later test and child inherits it
 # (an AV1 encoder run as root moves its thread to SCHED_FIFO 99).

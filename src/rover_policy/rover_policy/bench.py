@@ -58,6 +58,8 @@ import time
 
 import numpy as np
 
+from rover_common.deadline_loop import DeadlineLoop
+
 ON_TIME_MS = 3.0
 EXIT_CONFIG_ERROR = 2
 
@@ -253,7 +255,6 @@ class FramePublisher:
 
         from rover_common import image_conversion
         self._node = node
-        self._rate = rate
         self._messages = []
         if with_frames:
             rng = np.random.default_rng(0)
@@ -264,36 +265,29 @@ class FramePublisher:
         self._state = TwistStamped()
         self._image_pub = node.create_publisher(Image, 'camera/image_raw', qos_profile_sensor_data)
         self._state_pub = node.create_publisher(TwistStamped, 'rover/state', 10)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        # paced like a camera: absolute deadlines, an overrun skips frames (no burst)
+        self._loop = DeadlineLoop(1.0 / rate, self._publish, name='bench-frames')
         self.published = 0
 
     def subscribed(self) -> bool:
         return self._state_pub.get_subscription_count() > 0
 
     def start(self):
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
+        self._loop.stop(5)
 
-    def _run(self):
-        period = 1.0 / self._rate
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            now = self._node.get_clock().now().to_msg()
-            if self._messages:
-                msg = self._messages[self.published % len(self._messages)]
-                msg.header.stamp = now
-                self._image_pub.publish(msg)
-            self._state.header.stamp = now
-            self._state_pub.publish(self._state)
-            self.published += 1
-            deadline += period
-            self._stop.wait(max(0.0, deadline - time.monotonic()))
+    def _publish(self, scheduled, actual):
+        now = self._node.get_clock().now().to_msg()
+        if self._messages:
+            msg = self._messages[self.published % len(self._messages)]
+            msg.header.stamp = now
+            self._image_pub.publish(msg)
+        self._state.header.stamp = now
+        self._state_pub.publish(self._state)
+        self.published += 1
 
 
 def main(argv=None) -> int:
@@ -319,7 +313,8 @@ def main(argv=None) -> int:
                   inject_delay_ms=args.inject_delay_ms, control_priority=args.control_priority)
     if args.inference_nice is not None:
         params['inference_nice'] = args.inference_nice
-    policy = NodeProcess('rover_policy.policy_node', 'policy', params=params,
+    # the policy node plus its timing_log / inject_delay_ms knobs (not on the production node)
+    policy = NodeProcess('rover_policy.instrumented_node', 'policy', params=params,
                          env=localhost_env(domain_id=domain)).start()
     # the arbiter in autonomous mode passes policy/cmd on to rover/cmd, as on the car
     arbiter = NodeProcess('rover_arbiter.arbiter_node', 'arbiter', params=dict(mode='autonomous'),

@@ -1,4 +1,5 @@
-"""Inference latency without ROS: `python -m rover_policy.policy_node --benchmark ...`.
+"""Inference latency without ROS: `ros2 run rover_policy latency_benchmark ...`
+(or `python -m rover_policy.latency_benchmark ...`).
 
 Runs the chosen backend on camera-sized random frames (preprocessed like the
 node does) and prints one line:
@@ -19,7 +20,7 @@ EXIT_CONFIG_ERROR = 2
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog='python -m rover_policy.policy_node --benchmark',
+    parser = argparse.ArgumentParser(prog='latency_benchmark',
                                      description='Measure policy inference latency without ROS.')
     parser.add_argument('--model-dir', required=True, help='model directory (manifest.json)')
     parser.add_argument('--backend', default='cpu_int8', choices=BACKENDS)

@@ -13,8 +13,8 @@ Threads (the executor is never blocked by inference):
   `policy/cmd` (TwistStamped, header.stamp = tick time) from the chunk scheduler
   through the safety gate (e-stop / stale frame / empty queue -> neutral).
 
-`python -m rover_policy.policy_node --benchmark --iterations N --model-dir DIR
---backend cpu_int8` measures inference latency without ROS.
+Inference latency without ROS is its own entry point: `ros2 run rover_policy
+latency_benchmark --model-dir DIR --backend cpu_int8` (rover_policy.latency_benchmark).
 """
 import math
 import sys
@@ -97,15 +97,11 @@ class PolicyNode(Node):
         control_priority = declare(self, 'control_priority', 0, 'SCHED_FIFO priority of the control '
                                    'thread (1..99; needs CAP_SYS_NICE or an rtprio limit); 0: normal '
                                    'scheduling.', min_value=0, max_value=99, read_only=True)
-        inject_delay_ms = declare(self, 'inject_delay_ms', 0, 'Test/benchmark only: extra sleep (ms) '
-                                  'after each inference to simulate a slow backend.',
-                                  min_value=0, max_value=10000)
         inference_nice = declare(self, 'inference_nice', DEFAULT_INFERENCE_NICE, 'Niceness added to the '
                                  'inference thread and ONNX Runtime\'s threads, so the control loop, '
                                  'DDS and the camera get a core at once (0: same as the node).',
                                  min_value=0, max_value=19, read_only=True)
-        timing_log = declare(self, 'timing_log', '', 'Benchmark only: write per-tick and per-chunk '
-                             'timing records (JSON lines) to this file.', read_only=True)
+        inject_delay_ms, timing_log = self._instrumentation()
 
         try:  # created on a niced thread: ONNX Runtime's pool threads inherit its niceness
             self._backend = call_niced(lambda: create_backend(model, backend_name, threads, hef_path),
@@ -180,6 +176,11 @@ class PolicyNode(Node):
             f'policy ready: {model.path} ({description}), image {model.image_width}x{model.image_height}, '
             f'chunk {model.chunk_size}, n_action_steps {n_action_steps}, ensembling '
             f'{coeff if ensembling else "off"}, control {rate:.1f} Hz')
+
+    def _instrumentation(self) -> tuple[int, str]:
+        """(inject_delay_ms, timing_log): off in production; the test/bench variant
+        (rover_policy.instrumented_node) declares them as parameters."""
+        return 0, ''
 
     def _number(self, name, default, description, low, high, read_only=False) -> float:
         return declare(self, name, float(default), description, min_value=low, max_value=high,
@@ -279,8 +280,6 @@ class PolicyNode(Node):
         for param in params:
             if param.name == 'max_frame_age':
                 self._gate.max_frame_age = float(param.value)
-            elif param.name == 'inject_delay_ms':
-                self._worker.inject_delay_s = param.value / 1000.0
 
     # ---- diagnostics ----
     def _publish_diagnostics(self) -> None:
@@ -339,10 +338,6 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    argv = sys.argv[1:] if args is None else list(args)
-    if '--benchmark' in argv:
-        from rover_policy.latency_benchmark import main as benchmark_main
-        sys.exit(benchmark_main([a for a in argv if a != '--benchmark']))
     sys.exit(run(PolicyNode, args=args))
 
 

@@ -1,4 +1,4 @@
-"""The no-ROS `--benchmark` mode and the control benchmark's definitions."""
+"""The no-ROS latency benchmark (its own entry point) and the control benchmark's definitions."""
 import json
 import os
 import re
@@ -16,14 +16,22 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
      os.environ.get('PYTHONPATH', '')]))
 
 
-def run_benchmark(*args):
-    return subprocess.run([sys.executable, '-m', 'rover_policy.policy_node', '--benchmark', *args],
-                          env=ENV, capture_output=True, text=True, timeout=120)
+def installed_script(name):
+    """A console script of the built rover_policy (what `ros2 run rover_policy <name>` runs)."""
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        path = os.path.join(prefix, 'lib', 'rover_policy', name)
+        if prefix and os.path.exists(path):
+            return path
+    pytest.fail(f'no {name} script in any AMENT_PREFIX_PATH entry: build rover_policy with colcon')
 
 
-def test_benchmark_mode_prints_one_summary_line(tiny_model_dir):
+def run_benchmark(*args, command=(sys.executable, '-m', 'rover_policy.latency_benchmark')):
+    return subprocess.run([*command, *args], env=ENV, capture_output=True, text=True, timeout=120)
+
+
+def test_latency_benchmark_entry_point_prints_one_summary_line(tiny_model_dir):
     result = run_benchmark('--iterations', '20', '--model-dir', tiny_model_dir, '--backend', 'cpu_int8',
-                           '--threads', '1')
+                           '--threads', '1', command=[installed_script('latency_benchmark')])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -34,7 +42,7 @@ def test_benchmark_mode_prints_one_summary_line(tiny_model_dir):
     assert 0 < p50 <= p95 <= p99 and fps == pytest.approx(1000 / mean, rel=0.02)
 
 
-def test_benchmark_mode_bad_model_dir_exits_2(tmp_path):
+def test_latency_benchmark_bad_model_dir_exits_2(tmp_path):
     result = run_benchmark('--model-dir', str(tmp_path / 'missing'))
     assert result.returncode == 2 and 'cannot start: model directory not found' in result.stderr
 

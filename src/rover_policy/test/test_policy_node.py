@@ -51,11 +51,14 @@ def child_env(domain, extra_paths=(), **variables):
     return env
 
 
-def policy_process(model_dir, domain, env=None, **params):
+def policy_process(model_dir, domain, env=None, module='rover_policy.policy_node', **params):
     values = dict(model_dir=model_dir, backend='cpu_int8', threads=1, max_frame_age=MAX_FRAME_AGE)
     values.update(params)
-    return NodeProcess('rover_policy.policy_node', 'policy', params=values,
-                       env=env or child_env(domain))
+    return NodeProcess(module, 'policy', params=values, env=env or child_env(domain))
+
+
+# the policy node with the test/bench parameters (inject_delay_ms, timing_log)
+INSTRUMENTED = 'rover_policy.instrumented_node'
 
 
 def random_frames(count=8, size=(96, 128), seed=0):
@@ -200,7 +203,7 @@ def test_slow_backend_keeps_30hz_and_skips_the_past_actions(tiny_model_dir, harn
     delay = 0.1  # > 3 control periods
     frames = random_frames(seed=1)
     expected = expected_chunks(tiny_model_dir, frames)
-    with policy_process(tiny_model_dir, ros, inject_delay_ms=int(delay * 1000)) as policy:
+    with policy_process(tiny_model_dir, ros, module=INSTRUMENTED, inject_delay_ms=int(delay * 1000)) as policy:
         run_frames(harness, policy, frames, seconds=3.0)
         cmds, sent = harness.snapshot()
     matches = match_commands(cmds, dict(sent), expected)
@@ -342,6 +345,8 @@ def test_runtime_parameters_are_validated(tiny_model_dir, harness, ros):
         # neutral is (0, 0), not a setting: `ros2 param set /policy neutral_throttle 0.3` once drove the car
         assert not set_one('neutral_throttle', 0.3).successful
         assert not set_one('neutral_steering', 0.3).successful
+        # the test/bench knobs are not on the production node (rover_policy.instrumented_node has them)
+        assert not set_one('inject_delay_ms', 100).successful
         assert set_one('max_frame_age', 0.5).successful
         assert wait_for(lambda: any(d[2]['estop'] == 'False' for d in harness.diagnostics), 5)
         assert policy.alive()

@@ -30,11 +30,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rover_common import image_decode
+
 from .errors import BagError
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 STATE_TYPE = 'geometry_msgs/msg/TwistStamped'
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
+_CHANNELS = image_decode.CHANNELS  # what the shared decoder reads: image_problem must agree
 MAX_BAD_FRACTION = 0.1     # more bad image messages than this and the recording is refused
 _MAX_SIDE = 16384          # larger "images" are corrupt headers, not cameras
 _MCAP_MAGIC = b'\x89MCAP0\r\n'
@@ -333,30 +335,15 @@ def image_problem(msg, msgtype: str) -> str | None:
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
-    """HxWx3 uint8 RGB from a rosbags sensor_msgs Image/CompressedImage."""
+    """HxWx3 uint8 RGB from a rosbags sensor_msgs Image/CompressedImage (checked by image_problem
+    first); the decoder rover_dataset uses too, so calibration sees the dataset's pixels."""
     problem = image_problem(msg, msgtype)
     if problem:
         raise BagError(problem)
-    if msgtype.endswith('CompressedImage'):
-        data = np.frombuffer(bytes(msg.data), np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise BagError(f'cannot decode compressed image (format {msg.format!r})')
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    enc = msg.encoding
-    ch = _CHANNELS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, np.uint8).reshape(-1)
-    px = data[:step * h].reshape(h, step)[:, :w * ch].reshape(h, w, ch)
-    if enc == 'rgb8':
-        return px.copy()
-    if enc == 'bgr8':
-        return px[..., ::-1].copy()
-    if enc == 'mono8':
-        return np.repeat(px, 3, axis=2)
-    if enc == 'rgba8':
-        return px[..., :3].copy()
-    return px[..., 2::-1].copy()  # bgra8
+    try:
+        return image_decode.decode_rgb(msg, msgtype)
+    except image_decode.ImageDecodeError as exc:
+        raise BagError(str(exc)) from None
 
 
 def fit_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

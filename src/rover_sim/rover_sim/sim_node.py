@@ -12,8 +12,6 @@ needs a link of its own (rover.graph computes one with `run_link_path` and
 passes it to the sim and the bridge); a link another running sim owns is refused.
 """
 import math
-import threading
-import time
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -23,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from rover_bridge.twin.link_lock import LinkInUse
 from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common import diagnostics as diag
+from rover_common.deadline_loop import DeadlineLoop
 from rover_common.fastdds import use_large_frame_transport
 from rover_common.image_conversion import bgr_to_compressed_msg, bgr_to_image_msg
 from rover_common.node_main import ConfigError, run
@@ -79,38 +78,28 @@ class SimNode(Node):
         self._last_progress = self.track.progress(x, y)
         self.lateral_offset = self.track.distance_from_centre(x, y)
         self.rate = RateMeter(window=90)
-        self._stop = threading.Event()
         # Frames are paced on their own thread with absolute deadlines, like a
-        # camera's sensor clock: the executor's load never delays a capture.
-        self._thread = threading.Thread(target=self._camera_loop, name='sim_camera', daemon=True)
-        self._thread.start()
+        # camera's sensor clock: the executor's load never delays a capture, and a
+        # slow frame skips the deadlines it overran instead of bursting to catch up.
+        self._frame_loop = DeadlineLoop(1.0 / self.fps, self._capture, name='sim_camera').start()
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f'virtual Arduino on {self.link}; camera {width}x{height} at {self.fps} Hz')
 
-    def _camera_loop(self):
-        period = 1.0 / self.fps
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            deadline += period
-            pose = self.arduino.pose()
-            x, y, yaw = pose.x, pose.y, pose.yaw
-            stamp = self.get_clock().now().to_msg()   # capture time
-            frame = self.camera.render(x, y, yaw)
-            self.image_pub.publish(bgr_to_image_msg(frame, stamp, self.frame_id))
-            if self.publish_compressed:
-                self.compressed_pub.publish(
-                    bgr_to_compressed_msg(frame, stamp, self.frame_id, self.jpeg_quality))
-            self.info.header.stamp, self.info.header.frame_id = stamp, self.frame_id
-            self.info_pub.publish(self.info)
-            self._publish_pose(stamp, x, y, yaw)
-            self._account(x, y)
-            self.frames += 1
-            self.rate.tick()
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                deadline = time.monotonic()  # fell behind: do not burst to catch up
+    def _capture(self, scheduled, actual):
+        pose = self.arduino.pose()
+        x, y, yaw = pose.x, pose.y, pose.yaw
+        stamp = self.get_clock().now().to_msg()   # capture time
+        frame = self.camera.render(x, y, yaw)
+        self.image_pub.publish(bgr_to_image_msg(frame, stamp, self.frame_id))
+        if self.publish_compressed:
+            self.compressed_pub.publish(
+                bgr_to_compressed_msg(frame, stamp, self.frame_id, self.jpeg_quality))
+        self.info.header.stamp, self.info.header.frame_id = stamp, self.frame_id
+        self.info_pub.publish(self.info)
+        self._publish_pose(stamp, x, y, yaw)
+        self._account(x, y)
+        self.frames += 1
+        self.rate.tick()
 
     def _account(self, x, y):
         """Laps and time off the track, from the true pose (the policy never sees it)."""
@@ -135,6 +124,7 @@ class SimNode(Node):
         on_track = abs(offset) < self.track.width / 2
         values = {
             'frames': self.frames, 'camera_rate_hz': self.rate.rate_hz(),
+            'missed_frames': self._frame_loop.missed,  # deadlines a slow render overran
             'distance_m': self.car.distance, 'speed_mps': pose.speed,
             'lateral_offset_m': offset, 'on_track': on_track, 'laps': self.progress_m / self.track.length,
             'on_track_percent': 100.0 * (1 - self.off_track_frames / max(1, self.frames)), 'link': self.link,
@@ -144,8 +134,7 @@ class SimNode(Node):
         self.diag_pub.publish(diag.array(self, diag.status('sim: world', level, message, values, 'sim')))
 
     def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._frame_loop.stop()
         self.arduino.stop()
 
 
