@@ -39,6 +39,7 @@ $(DEMO_MODEL): src/rover/rover/demo_policy.safetensors | build
 
 test: setup
 	$(ENV) && python -m pytest -c tests/pytest.ini --rootdir . src tests $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-numpy1 PYTEST_ARGS=
 
 demo: setup
 	$(ENV) && python -m rover.demo
@@ -52,6 +53,25 @@ bench: setup
 train-demo: setup
 	$(ENV) && python -m rover_dataset.train_demo --out build/train_demo
 	$(ENV) && python -m rover.demo --seconds 60
+
+# HailoRT's wheel needs numpy < 2: the Hailo path's ROS-free tests (the hailo backend against the
+# fake hailo_platform) once more in a small venv with numpy 1.x, the packages straight from src/.
+NUMPY1_VENV ?= .venv-numpy1
+NUMPY1_STAMP := $(NUMPY1_VENV)/.rover-installed
+NUMPY1_TESTS := src/rover_policy/test/test_hailo_backend.py
+
+$(NUMPY1_STAMP): docker/requirements-torch.txt docker/requirements-numpy1.txt
+	$(PYTHON) -m venv $(NUMPY1_VENV)
+	$(NUMPY1_VENV)/bin/pip install --quiet --upgrade 'pip>=24'
+	$(NUMPY1_VENV)/bin/pip install --quiet -r docker/requirements-torch.txt
+	$(NUMPY1_VENV)/bin/pip install --quiet -r docker/requirements-numpy1.txt
+	touch $(NUMPY1_VENV)/COLCON_IGNORE
+	touch $@
+
+.PHONY: test-numpy1
+test-numpy1: $(NUMPY1_STAMP)
+	PYTHONPATH=$(CURDIR)/src/rover_common:$(CURDIR)/src/rover_policy ROVER_EXPECT_NUMPY_MAJOR=1 \
+		$(NUMPY1_VENV)/bin/python -m pytest -c tests/pytest.ini --rootdir . $(NUMPY1_TESTS) $(PYTEST_ARGS)
 
 # Re-pin the whole dev tree after changing requirements-dev.txt.
 lock: $(STAMP)

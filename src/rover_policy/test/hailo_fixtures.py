@@ -143,3 +143,10 @@ def onnx_features_nhwc(model, image):
                                    providers=['CPUExecutionProvider'])
     (features,) = session.run([model.features.name], {model.image.name: image})
     return features[0].transpose(1, 2, 0)
+
+
+def run_fake_hef(path, feeds):
+    """A fake HEF's outputs (float, batch dimension dropped) for per-stream arrays without the batch."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return [r[0] for r in session.run(None, {name: value[np.newaxis] for name, value in feeds.items()})]

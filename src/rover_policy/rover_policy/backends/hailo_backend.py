@@ -5,6 +5,15 @@ create_infer_model(hef) -> set the stream format types -> configure() ->
 create_bindings() -> set_buffer() on every input and output before each
 run([bindings], timeout_ms) -> get_buffer().
 
+HailoRT checks nothing but C-contiguity and the byte size of a buffer (a same-size
+array of another dtype or shape is silently reinterpreted, and a run that fails a
+check shuts the configured model down for good), so every buffer is checked here
+before it is handed over. Each run gets buffers of its own: a run that timed out
+keeps going on the device and writes its output buffer whenever it completes.
+Teardown is HailoRT's nesting of `with VDevice()` around `with infer_model.configure()`:
+the configured model (whose destructor calls shutdown() on the device) and the infer
+model (which holds a plain reference to the device) go before VDevice.release().
+
 Two shapes of HEF are accepted and checked against the manifest at start:
 - hybrid: one input (the image, NHWC [H, W, 3]) and one output, the backbone's
   feature map NHWC [h, w, C]; it is transposed to the manifest's NCHW `features`
@@ -16,6 +25,8 @@ Inputs and outputs use FormatType.FLOAT32, so HailoRT quantizes and dequantizes
 with the HEF's quant infos itself; pixels go in as float 0-255 (the HEF carries
 the normalization, as compiled from backbone.onnx).
 """
+import contextlib
+import importlib
 import os
 
 import numpy as np
@@ -51,20 +62,25 @@ class HailoBackend(Backend):
 
     def __init__(self, model, hef_path: str = '', threads: int = 4, timeout_ms: int = 1000):
         self._model = model
-        self._vdevice = None
+        self._stack = contextlib.ExitStack()  # VDevice, then the configured model: closed in reverse
         self._configured = None
+        self._bindings = None
         self.timeout_ms = int(timeout_ms)
         self.hef_path, self.hef_verified = self._resolve_hef(model, hef_path)
         hp = import_hailo_platform()
+        # HailoRTTimeout lives in the submodule only (the package does not export it)
+        self._timeout_error = getattr(importlib.import_module('hailo_platform.pyhailort.pyhailort'),
+                                      'HailoRTTimeout', ())
         try:
-            # the scheduler runs the model without explicit activate(), as in Hailo's examples
+            # The scheduler runs the model without explicit activate(), as in Hailo's examples. Set it
+            # whatever create_params() defaults to: without it every run fails (not activated).
             params = hp.VDevice.create_params()
             params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
-            self._vdevice = hp.VDevice(params)
+            vdevice = self._stack.enter_context(hp.VDevice(params))
         except Exception as exc:
             raise BackendError(f'no Hailo device available ({exc}); {DEVICE_HINT}') from exc
         try:
-            self._start(hp, model, threads)
+            self._start(hp, vdevice, model, threads)
         except BaseException:
             self.close()
             raise
@@ -87,9 +103,9 @@ class HailoBackend(Backend):
             return model.verified_path(relative), True
         return path, False  # a HEF outside the manifest: loaded as given, reported as unverified
 
-    def _start(self, hp, model, threads):
+    def _start(self, hp, vdevice, model, threads):
         try:
-            infer_model = self._vdevice.create_infer_model(self.hef_path)
+            infer_model = vdevice.create_infer_model(self.hef_path)
         except Exception as exc:
             raise BackendError(f'HailoRT cannot load the HEF {self.hef_path}: {exc}') from exc
         inputs = {s.name: tuple(int(d) for d in s.shape) for s in infer_model.inputs}
@@ -101,6 +117,10 @@ class HailoBackend(Backend):
         self.quant_infos = {}
         for stream in list(infer_model.inputs) + list(infer_model.outputs):
             stream.set_format_type(hp.FormatType.FLOAT32)
+            # configure() freezes the formats and a later change is silently ignored: check it took
+            if int(stream.format.type) != int(hp.FormatType.FLOAT32):
+                raise BackendError(f'HailoRT did not take FLOAT32 for stream {stream.name} '
+                                   f'(format type {stream.format.type})')
             infos = stream.quant_infos
             if infos:
                 self.quant_infos[stream.name] = (float(infos[0].qp_scale), float(infos[0].qp_zp))
@@ -112,10 +132,12 @@ class HailoBackend(Backend):
                      {model.features.name: (model.features.shape, 'float32'),
                       model.state.name: (model.state.shape, 'float32')},
                      {model.actions.name: (model.actions.shape, 'float32')})
-        self._infer_model = infer_model
-        self._configured = infer_model.configure()
-        self._bindings = self._configured.create_bindings()
-        self._output = np.empty(self._output_shape, dtype=np.float32)
+        try:
+            self._configured = self._stack.enter_context(infer_model.configure())
+            self._bindings = self._configured.create_bindings()
+        except Exception as exc:
+            raise BackendError(f'HailoRT cannot configure the HEF {self.hef_path} on the device: {exc}; '
+                               f'{DEVICE_HINT}') from exc
 
     @staticmethod
     def _match_shapes(model, inputs, outputs):
@@ -145,14 +167,29 @@ class HailoBackend(Backend):
         raise BackendError(f'the HEF does not match {model.manifest_path}: {found}; {expected}')
 
     def infer(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        pixels = np.ascontiguousarray(image.reshape(self._image_shape), dtype=np.float32)
-        self._bindings.input(self._image_input).set_buffer(pixels)
+        if self._configured is None:
+            raise BackendError('the hailo backend is closed')
+        height, width, _ = self._image_shape
+        image = _checked_array('image', image, (1, height, width, 3), (np.uint8, np.float32))
+        state = _checked_array('state', state, (1, self._model.state_dim), (np.float32,))
+        # fresh buffers each run: a timed-out run may still write its own later
+        pixels = np.empty(self._image_shape, np.float32)
+        np.copyto(pixels, image[0])  # uint8 0-255 -> float 0-255: the HEF normalizes
+        self._hand_over(self._bindings.input(self._image_input), pixels, self._image_shape)
         if self._state_input is not None:
-            state_buffer = np.ascontiguousarray(state.reshape(self._state_shape), dtype=np.float32)
-            self._bindings.input(self._state_input).set_buffer(state_buffer)
-        self._bindings.output(self._output_name).set_buffer(self._output)
-        self._configured.run([self._bindings], self.timeout_ms)
-        result = self._bindings.output(self._output_name).get_buffer()
+            state_buffer = state.reshape(self._state_shape).astype(np.float32)  # a copy, owned here
+            self._hand_over(self._bindings.input(self._state_input), state_buffer, self._state_shape)
+        output = np.empty(self._output_shape, np.float32)
+        self._hand_over(self._bindings.output(self._output_name), output, self._output_shape)
+        try:
+            self._configured.run([self._bindings], self.timeout_ms)
+        except self._timeout_error as exc:
+            raise BackendError(f'the Hailo device did not finish an inference within timeout_ms='
+                               f'{self.timeout_ms} ({exc}); {DEVICE_HINT}') from exc
+        except Exception as exc:  # HailoRT shuts the configured model down after a failed run
+            raise BackendError(f'Hailo inference failed ({type(exc).__name__}: {exc}); restart the '
+                               f'policy node; {DEVICE_HINT}') from exc
+        result = output
         if self.mode == 'whole':
             return np.array(result, dtype=np.float32).reshape(self._model.chunk_size, self._model.action_dim)
         features = np.ascontiguousarray(result.transpose(2, 0, 1)[np.newaxis])  # NHWC -> NCHW
@@ -164,18 +201,33 @@ class HailoBackend(Backend):
         return {'backend': self.name, 'hailo_mode': self.mode,
                 'hef': os.path.basename(self.hef_path), 'hef_sha256_verified': self.hef_verified}
 
+    def _hand_over(self, stream, array, shape):
+        """set_buffer() after the checks HailoRT does not make (it reads raw bytes of any dtype/shape)."""
+        if (array.dtype != np.float32 or tuple(array.shape) != tuple(shape)
+                or not array.flags['C_CONTIGUOUS'] or not array.flags['WRITEABLE']):
+            raise BackendError(f'internal error: buffer {array.dtype}{list(array.shape)} for a FLOAT32 '
+                               f'stream of shape {list(shape)}')
+        stream.set_buffer(array)
+
     def close(self) -> None:
-        configured, self._configured = self._configured, None
+        """Bindings, configured model, infer model, then VDevice.release(), as HailoRT's `with` nesting."""
+        configured, self._configured, self._bindings = self._configured, None, None
         if configured is not None:
-            shutdown = getattr(configured, 'shutdown', None)
-            if shutdown is not None:
-                try:
-                    shutdown()
-                except Exception:
-                    pass
-        vdevice, self._vdevice = self._vdevice, None
-        if vdevice is not None:
-            vdevice.release()
+            try:
+                configured.shutdown()  # aborts a run still in flight (a hung device) before the release
+            except Exception:
+                pass
+            del configured
+        self._stack.close()  # the configured model's __exit__ drops its C++ object, then release()
+
+
+def _checked_array(what, array, shape, dtypes):
+    """The caller's array as given, or a BackendError: a wrong shape must never be reinterpreted."""
+    if not isinstance(array, np.ndarray) or tuple(array.shape) != shape or array.dtype not in dtypes:
+        got = f'{array.dtype}{list(array.shape)}' if isinstance(array, np.ndarray) else type(array).__name__
+        raise BackendError(f'hailo backend: {what} must be {"/".join(np.dtype(d).name for d in dtypes)} '
+                           f'{list(shape)}, got {got}')
+    return array
 
 
 def _fmt(streams: dict) -> str:
