@@ -24,6 +24,7 @@ import serial
 
 from rover_bridge import protocol as p
 from rover_bridge.pacing import SendPacer
+from rover_common.backoff import Backoff
 from rover_common.stats import RateMeter, RollingStats
 
 
@@ -88,7 +89,7 @@ class SerialLink:
         self._tx_buffer = bytearray()   # bytes the port did not take yet (it is non-blocking)
         self._tx_stalled_since = None
         self._state = LinkState.DOWN
-        self._backoff = config.backoff_min
+        self._backoff = Backoff(initial=config.backoff_min, maximum=config.backoff_max)
         self._next_attempt = 0.0
         self._opened_at = 0.0
         self._next_hello_request = 0.0
@@ -282,9 +283,7 @@ class SerialLink:
         self._on_log('info', f'opened {cfg.port} at {cfg.baud} baud, waiting for the firmware HELLO')
 
     def _schedule_retry(self, now: float, delay: float | None = None) -> None:
-        self._next_attempt = now + (self._backoff if delay is None else delay)
-        if delay is None:
-            self._backoff = min(self._backoff * 2.0, self.config.backoff_max)
+        self._next_attempt = now + (self._backoff.next_delay() if delay is None else delay)
 
     def _close(self) -> None:
         if self._ser is not None:
@@ -380,7 +379,7 @@ class SerialLink:
             self._log_problem('the Arduino reset (HELLO while connected): power brown-out or watchdog?')
         else:
             self.counts['connects'] += 1
-            self._backoff = self.config.backoff_min
+            self._backoff.reset()
             self._pacer.restart(now)
             self._next_ping = now
             self._set_state(LinkState.UP)

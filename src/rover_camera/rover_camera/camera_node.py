@@ -28,7 +28,9 @@ from rover_camera import capture as cap
 from rover_camera import camera_info as ci
 from rover_camera.sources import SOURCE_GRAMMAR, create_source, parse_source
 from rover_common import diagnostics, image_conversion
+from rover_common.backoff import Backoff
 from rover_common.fastdds import use_large_frame_transport
+from rover_common.latest_slot import LatestSlot
 from rover_common.node_main import ConfigError, run
 from rover_common.params import declare
 from rover_common.stats import RateMeter, RollingStats
@@ -108,11 +110,11 @@ class CameraNode(Node):
         self.create_service(SetCameraInfo, 'camera/set_camera_info', self._on_set_camera_info)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        self.slot = cap.LatestSlot()
+        self.slot = LatestSlot()
         self.capture = cap.CaptureLoop(
             self.source, self._on_frame, fps=self.fps,
             now_ns=lambda: self.get_clock().now().nanoseconds, log=log,
-            backoff=cap.Backoff(initial=0.25, maximum=reconnect_max))
+            backoff=Backoff(initial=0.25, maximum=reconnect_max))
         error = self.capture.try_open()
         if error is not None:
             if not retry_on_start:

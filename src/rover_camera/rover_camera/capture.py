@@ -1,6 +1,6 @@
-"""The capture side of the camera node, without ROS: reconnect backoff, gap
-accounting, a one-slot hand-over to the publisher, and the capture thread that
-ties them together (paced by rover_common.deadline_loop)."""
+"""The capture side of the camera node, without ROS: gap accounting and the
+capture thread (paced by rover_common.deadline_loop, reconnecting with
+rover_common.backoff, handing frames over in a rover_common.latest_slot)."""
 from __future__ import annotations
 
 import math
@@ -8,25 +8,8 @@ import threading
 import time
 
 from rover_camera.sources import FrameSource, SourceError
+from rover_common.backoff import Backoff
 from rover_common.deadline_loop import Deadlines
-
-
-class Backoff:
-    """Exponential delays between reconnect attempts: initial, 2x, 4x ... capped."""
-
-    def __init__(self, initial: float = 0.25, maximum: float = 5.0, factor: float = 2.0):
-        self.initial = min(initial, maximum)
-        self.maximum = maximum
-        self.factor = factor
-        self._next = self.initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, self._next * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class GapCounter:
@@ -49,40 +32,6 @@ class GapCounter:
         self._last = t
         self.dropped += missing
         return missing
-
-
-class LatestSlot:
-    """Hands the newest item from the capture thread to the publisher thread.
-
-    The capture thread never waits for the publisher: an item that was not
-    taken before the next one arrives is replaced and counted as overwritten.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-        self._closed = False
-        self.overwritten = 0
-
-    def put(self, item) -> None:
-        with self._cond:
-            if self._item is not None:
-                self.overwritten += 1
-            self._item = item
-            self._cond.notify()
-
-    def get(self, timeout: float | None = None):
-        """The newest item, or None on timeout or when closed."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 # Capture states, as shown in /diagnostics.

@@ -1,7 +1,7 @@
-"""Backoff, gap accounting, the hand-over slot and the capture loop. No ROS.
+"""Gap accounting and the capture loop. No ROS.
 
-The deadline grid that paces files, folders and the test pattern is
-rover_common.deadline_loop, tested on fake time in rover_common.
+The deadline grid that paces files, folders and the test pattern, the backoff
+and the hand-over slot are rover_common's, tested there.
 """
 import logging
 import threading
@@ -10,15 +10,8 @@ import time
 import numpy as np
 
 from rover_camera import capture as cap
+from rover_common.backoff import Backoff
 from rover_camera.sources import FrameSource, SourceLost, SourceUnavailable
-
-
-def test_backoff_doubles_up_to_the_cap_and_resets():
-    backoff = cap.Backoff(initial=0.25, maximum=1.5)
-    assert [backoff.next_delay() for _ in range(5)] == [0.25, 0.5, 1.0, 1.5, 1.5]
-    backoff.reset()
-    assert backoff.next_delay() == 0.25
-    assert cap.Backoff(initial=0.25, maximum=0.1).next_delay() == 0.1
 
 
 def test_gap_counter_counts_missing_frames_not_jitter():
@@ -29,23 +22,6 @@ def test_gap_counter_counts_missing_frames_not_jitter():
         t += dt
         gaps.add(t, period)
     assert gaps.dropped == 0 + 0 + 0 + 0 + 2 + 1 + 29
-
-
-def test_latest_slot_keeps_the_newest_and_counts_overwrites():
-    slot = cap.LatestSlot()
-    assert slot.get(timeout=0.01) is None
-    slot.put(1)
-    slot.put(2)
-    slot.put(3)
-    assert slot.get(timeout=0.01) == 3 and slot.overwritten == 2
-    got = []
-    consumer = threading.Thread(target=lambda: got.append(slot.get(timeout=5)))
-    consumer.start()
-    slot.put(4)
-    consumer.join(5)
-    assert got == [4]
-    slot.close()
-    assert slot.get(timeout=5) is None  # closed: returns at once
 
 
 class ScriptedSource(FrameSource):
@@ -92,7 +68,7 @@ def run_loop(source, until, fps=200.0, timeout=10.0):
     stamps = iter(range(10**9))
     loop = cap.CaptureLoop(source, lambda f, stamp, seq: frames.append((int(f[0, 0, 0]), stamp, seq)),
                            fps=fps, now_ns=lambda: next(stamps), log=logging.getLogger('test'),
-                           backoff=cap.Backoff(initial=0.001, maximum=0.004))
+                           backoff=Backoff(initial=0.001, maximum=0.004))
     if loop.try_open() is None:
         pass
     loop.start()

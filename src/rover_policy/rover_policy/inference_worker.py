@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rover_common.latest_slot import LatestSlot
+
 
 def lower_priority(increment: int) -> str | None:
     """Raise the calling thread's niceness by `increment`; None on success, else why not."""
@@ -77,10 +79,8 @@ class InferenceWorker:
         self.inject_delay_s = float(inject_delay_s)
         self.nice = int(nice)
         self.nice_error = None
-        self._cond = threading.Condition()
-        self._frame = None          # (msg, stamp, received)
+        self._frames = LatestSlot()   # (msg, stamp, received): only the newest is inferred
         self._state = None
-        self._pending_replaced = 0
         self._stop = False
         self.chunks = 0
         self.errors = 0
@@ -91,33 +91,22 @@ class InferenceWorker:
         return self
 
     def submit_frame(self, msg, stamp: float, received: float) -> None:
-        with self._cond:
-            if self._frame is not None:
-                self._pending_replaced += 1
-            self._frame = (msg, stamp, received)
-            self._cond.notify()
+        self._frames.put((msg, stamp, received))
 
     def set_state(self, values) -> None:
-        with self._cond:
-            self._state = values
+        self._state = values  # one reference swap: the newest state goes with the next frame
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
+        self._stop = True
+        self._frames.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def _next_job(self):
-        with self._cond:
-            while self._frame is None and not self._stop:
-                self._cond.wait()
-            if self._stop:
-                return None
-            job = (*self._frame, self._state, self._pending_replaced)
-            self._frame = None
-            self._pending_replaced = 0
-            return job
+        frame, replaced = self._frames.take()
+        if self._stop or frame is None:
+            return None
+        return (*frame, self._state, replaced)
 
     def _run(self) -> None:
         self.nice_error = lower_priority(self.nice)
