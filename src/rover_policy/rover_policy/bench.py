@@ -48,8 +48,10 @@ Without --model-dir a default-size model directory is built once with
 rover_quantize (random ACT weights) into --cache-dir, if rover_quantize is importable.
 """
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,7 +110,6 @@ def default_model_dir(cache_dir: str) -> str:
             f'cannot start: no --model-dir given and rover_quantize cannot build one ({exc}); '
             'pass --model-dir DIR (a directory written by rover-quantize)')
     print(f'building a default-size model directory in {out} (once) ...', file=sys.stderr, flush=True)
-    import shutil
     shutil.rmtree(out, ignore_errors=True)  # an interrupted build
     checkpoint = write_random_checkpoint(os.path.join(cache_dir, 'random_checkpoint'), seed=0)
     build_model_dir(checkpoint, out)
@@ -306,6 +307,7 @@ def main(argv=None) -> int:
 
     domain = apply_localhost_env()
     work = tempfile.mkdtemp(prefix='rover_policy_bench_')
+    atexit.register(shutil.rmtree, work, True)  # whichever way the bench ends
     log_path = os.path.abspath(args.timing_log) if args.timing_log else os.path.join(work, 'timing.jsonl')
     floor_path = os.path.join(work, 'floor.json')
     params = dict(model_dir=os.path.abspath(model_dir), backend=args.backend, threads=args.threads,
