@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rover_policy.bench import ON_TIME_MS, analyse
+from rover_policy.bench import ON_TIME_MS, analyse, join_commands, stamp_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -76,6 +76,43 @@ def test_bench_analysis_definitions():
     assert summary['tick_wait_p50_ms'] == pytest.approx(1000 * (1000.1 - 1000.030))
     assert summary['capture_to_cmd_p50_ms'] == pytest.approx(100.5)
     assert summary['neutral_percent'] == pytest.approx(100 / 9)
+
+
+def test_join_commands_matches_each_policy_command_to_the_arbiters_restamped_copy():
+    # (key, sent, received here, (steering, throttle)); the arbiter restamps rover/cmd
+    policy = [(1, 10.000, 10.001, (0.1, 0.2)), (2, 10.033, 10.034, (0.0, 0.0)),  # neutral: ambiguous
+              (3, 10.066, 10.068, (0.3, 0.2)), (4, 10.100, 10.101, (0.4, 0.2))]
+    rover = [(0, 9.990, 9.991, (0.3, 0.2)),     # sent before policy 3: never its copy
+             (0, 10.002, 10.004, (0.1, 0.2)), (0, 10.035, 10.036, (0.0, 0.0)),
+             (0, 10.069, 10.070, (0.3, 0.2)),
+             (0, 10.300, 10.301, (0.4, 0.2))]   # 200 ms later: beyond the horizon, not a match
+    joined = join_commands(policy, rover)
+    assert joined == {1: (10.000, 10.001, 10.002, 10.004), 3: (10.066, 10.068, 10.069, 10.070)}
+
+
+def test_bench_analysis_splits_a_commands_way_into_hops():
+    period = 0.1
+    ticks = [tick(k, chunk=1000.0) for k in range(5)]
+    chunk = dict(type='chunk', stamp=1000.0, received=1000.004, started=1000.009, ready=1000.030,
+                 model_s=0.020, preprocess_s=0.001, sent=1000.001, arrived=1000.003)
+    # rover/cmd for the ticks k = 0, 1 (ROS time, as `t`): policy/cmd sent 0.5 ms after the tick,
+    # 1 ms on the wire, 2 ms through the arbiter, rover/cmd 0.5 ms on the wire to the bridge
+    commands = {stamp_key(t['t']): (t['t'] + 0.0005, t['t'] + 0.0015, t['t'] + 0.0025, t['t'] + 0.003)
+                for t in ticks[0:2]}
+    summary = analyse(ticks, [chunk], 10.0, 10.5, 1 / period, commands)
+    assert summary['cam_publish_p50_ms'] == pytest.approx(1.0)
+    assert summary['cam_dds_p50_ms'] == pytest.approx(2.0)
+    assert summary['dispatch_p50_ms'] == pytest.approx(1.0)
+    assert summary['preprocess_p50_ms'] == pytest.approx(1.0)
+    assert summary['post_model_p50_ms'] == pytest.approx(0.0, abs=1e-6)
+    assert summary['tick_publish_p50_ms'] == pytest.approx(0.5)
+    assert summary['policy_cmd_dds_p50_ms'] == pytest.approx(1.0)
+    assert summary['arbiter_hop_p50_ms'] == pytest.approx(2.0)
+    assert summary['rover_cmd_dds_p50_ms'] == pytest.approx(0.5)
+    assert summary['commands_matched_percent'] == pytest.approx(100 * 2 / 5)
+    # the chunk's first tick (k = 0) to the bridge: 4 ms transport + 1 ms processing + 3 ms
+    # from the tick's deadline to rover/cmd at the bridge
+    assert summary['bridge_overhead_p50_ms'] == pytest.approx(8.0)
 
 
 # Runs the control loop's realtime request in a child, so the test process (and every
