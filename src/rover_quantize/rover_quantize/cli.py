@@ -49,6 +49,9 @@ def _add_quant_args(p):
                    help='activation range calibration: '
                         + '; '.join(f'{name}: {what}' for name, what in CALIBRATION_METHODS.items()))
     p.add_argument('--per-tensor', action='store_true', help='per-tensor instead of per-channel weights')
+    p.add_argument('--no-saturation-guard', action='store_true',
+                   help='8-bit weights everywhere; by default weights fed by raw pixels or signed tensors get '
+                        '7 bits so x86 CPUs without VNNI (AVX2) cannot saturate their int16 pair sums')
     p.add_argument('--no-search', action='store_true',
                    help='quantize every group; do not keep sensitive groups in FP32 by measurement')
     p.add_argument('--keep-fp32', action='append', default=[], metavar='GROUP',
@@ -159,7 +162,8 @@ def run(args) -> int:
             calibration_frames=args.calibration_frames, validation_frames=args.validation_frames,
             search=not args.no_search, keep_fp32=args.keep_fp32, per_channel=not args.per_tensor,
             force=args.force, seed=args.seed, report=not args.no_report,
-            control_rate_hz=args.control_rate, progress=progress)
+            control_rate_hz=args.control_rate, progress=progress,
+            saturation_guard=not args.no_saturation_guard)
         _summary(manifest, args.output)
     elif args.command == 'export':
         from .pipeline import export_model_dir
@@ -175,7 +179,8 @@ def run(args) -> int:
             state_topic=args.state_topic, mode=args.mode, calibration_method=args.calibration_method,
             calibration_frames=args.calibration_frames, validation_frames=args.validation_frames,
             search=not args.no_search, keep_fp32=args.keep_fp32, per_channel=not args.per_tensor,
-            force=args.force, seed=args.seed, report=not args.no_report, progress=progress)
+            force=args.force, seed=args.seed, report=not args.no_report, progress=progress,
+            saturation_guard=not args.no_saturation_guard)
         _summary(manifest, args.model_dir)
     elif args.command == 'validate':
         from .pipeline import revalidate

@@ -222,7 +222,7 @@ def quantize_model_dir(model_dir, *, bags=None, image_topic: str | None = None,
                        validation_frames: int = DEFAULT_VALIDATION_FRAMES, search: bool = True,
                        keep_fp32: list | None = None, per_channel: bool = True, force: bool = False,
                        seed: int = 0, report: bool = True, progress: bool = True,
-                       ck: LoadedCheckpoint | None = None) -> dict:
+                       ck: LoadedCheckpoint | None = None, saturation_guard: bool = True) -> dict:
     """Calibrate, quantize and validate the FP32 model of a model directory; update its manifest.
 
     Works on a staged copy: the directory is replaced only when the INT8 model meets the bar on
@@ -231,7 +231,8 @@ def quantize_model_dir(model_dir, *, bags=None, image_topic: str | None = None,
     """
     manifest = read_manifest(model_dir)
     settings = QuantSettings(mode=mode, calibration_method=calibration_method, per_channel=per_channel,
-                             search=search, exclude_groups=list(keep_fp32 or []))
+                             search=search, exclude_groups=list(keep_fp32 or []),
+                             saturation_guard=saturation_guard)
     settings.validate()
     stage = StagedDir(model_dir, copy_existing=True)
     image_topic = image_topic or manifest.get('camera_topic', 'camera/image_raw')
@@ -329,7 +330,7 @@ def build_model_dir(checkpoint, out_dir, *, bags=None, image_topic: str = 'camer
                     validation_frames: int = DEFAULT_VALIDATION_FRAMES, search: bool = True,
                     keep_fp32: list | None = None, per_channel: bool = True, force: bool = False,
                     seed: int = 0, report: bool = True, control_rate_hz: float = 30.0,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, saturation_guard: bool = True) -> dict:
     """The whole offline pipeline; returns the manifest. With bags=None it calibrates and validates
     on synthetic frames and says so in the manifest (`quantization.calibration_source`).
 
@@ -340,7 +341,8 @@ def build_model_dir(checkpoint, out_dir, *, bags=None, image_topic: str = 'camer
     ck = load_checkpoint(checkpoint)
     _check_camera(ck)
     settings = QuantSettings(mode=mode, calibration_method=calibration_method, per_channel=per_channel,
-                             search=search, exclude_groups=list(keep_fp32 or []))
+                             search=search, exclude_groups=list(keep_fp32 or []),
+                             saturation_guard=saturation_guard)
     settings.validate()
     stage = StagedDir(out_dir)
     old = stage.target / 'manifest.json'

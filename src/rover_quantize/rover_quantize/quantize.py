@@ -45,6 +45,9 @@ class QuantSettings:
     op_types: list = field(default_factory=lambda: list(DEFAULT_OP_TYPES))
     search: bool = True                 # exclude groups by measurement when needed
     bias_correction: bool = True        # correct the INT8 weights' mean output shift (static modes)
+    saturation_guard: bool = True       # 7-bit weights where x86 u8s8 kernels would saturate, if measured
+                                        # better (see saturation_guard_weights)
+    guard_variant: str = 'signed+pixels'  # which inputs get 7-bit weights: GUARD_VARIANTS (set by the search)
     exclude_groups: list = field(default_factory=list)  # forced FP32 groups (user)
 
     def validate(self):
@@ -69,6 +72,7 @@ class QuantResult:
     search_log: list
     seconds: float
     mac_fraction: float = 0.0           # share of the candidate nodes' multiply-adds that run in INT8
+    reduced_range_weights: int = 0      # weights quantized to 7 bits by the saturation guard
 
     def manifest_entry(self, calibration_frames: int, bags: list, source: str) -> dict:
         s = self.settings
@@ -82,6 +86,8 @@ class QuantResult:
             'calibration_source': source, 'bags': bags,
             'int8_mac_fraction': round(self.mac_fraction, 4),
             'bias_correction': s.bias_correction and s.mode != 'dynamic',
+            'saturation_guard': s.guard_variant if s.saturation_guard and s.mode != 'dynamic' else 'off',
+            'reduced_range_weights': self.reduced_range_weights,
             'selection_error': self.selection, 'search': self.search_log,
         }
 
@@ -173,11 +179,63 @@ def pixel_overrides(model_path: Path, activation_type: str) -> dict:
     return {}
 
 
+def saturation_guard_weights(model_path: Path, cache_path: Path, high_inputs=()) -> list[str]:
+    """Weights to quantize to 7 bits (ORT's reduce_range) so that no x86 kernel saturates.
+
+    Without VNNI (AVX2, AVX-512 without VNNI) ORT's u8s8 kernels multiply uint8 activations by
+    int8 weights with VPMADDUBSW, which adds each pair of products in int16 and saturates:
+    2 x 255 x 127 > 32767. Measured in ORT 1.32 on AVX2: a model whose QDQ arithmetic is within
+    bar (run with graph optimizations off, i.e. in float) misses it 100-fold with the integer
+    kernels. It bites where the uint8 input is high most of the time: raw pixels (0..255, the
+    `high_inputs`) and signed tensors, whose zero point sits mid-range (LayerNorm outputs,
+    x + pos, attention outputs). Post-ReLU inputs (zero point 0, mostly small codes) keep their
+    8-bit weights. 7-bit weights cannot saturate (2 x 255 x 63 < 32767) and cost one bit of
+    weight precision only there; ARM (SDOT/UDOT) and VNNI kernels never saturate, so the model
+    is safe wherever it runs.
+    """
+    from onnxruntime.quantization.calibrate import load_tensors_data
+    ranges = load_tensors_data(cache_path).data
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type not in ('Conv', 'Gemm', 'MatMul') or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        data = ranges.get(node.input[0])
+        # a tensor the calibration did not see is treated as signed (the safe side)
+        low = float(np.min(data.range_value[0])) if data is not None else -1.0
+        if low < 0 or node.input[0] in high_inputs:
+            out.append(node.input[1])
+    return out
+
+
+# Tried in this order on the all-INT8 model, the most accurate kept: 7 bits for weights behind
+# signed tensors and raw pixels, behind signed tensors only, or nowhere (where nothing saturates,
+# e.g. on VNNI or ARM, 7 bits only cost precision). Measured on AVX2 (bench, 2 threads): demo_trained
+# all-INT8 MSE 1.4e-2 -> 2e-4 (selection frames); synthetic 59.9 % -> 81.3 % of MACs INT8 after the search.
+GUARD_VARIANTS = ('signed+pixels', 'signed', 'off')
+
+
+def guarded_weights(pre_path, settings: QuantSettings, cache_path) -> list[str]:
+    if not settings.saturation_guard or settings.guard_variant == 'off':
+        return []
+    high = set(pixel_overrides(pre_path, settings.activation_type)) if settings.guard_variant == 'signed+pixels' else set()
+    return saturation_guard_weights(pre_path, cache_path, high)
+
+
+def _overrides(pre_path, settings: QuantSettings, cache_path) -> dict:
+    overrides = pixel_overrides(pre_path, settings.activation_type)
+    if settings.saturation_guard:
+        for weight in guarded_weights(pre_path, settings, cache_path):
+            overrides[weight] = [{'reduce_range': True}]  # per channel: the first entry holds for all
+    return overrides
+
+
 def _static(pre_path, out_path, settings: QuantSettings, cache_path, nodes: list[str]):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     if not nodes:
         raise QuantizeError('nothing left to quantize (every group is kept in FP32)')
-    extra = {'TensorQuantOverrides': pixel_overrides(pre_path, settings.activation_type)}
+    extra = {'TensorQuantOverrides': _overrides(pre_path, settings, cache_path)}
     with _quiet():
         quantize_static(
             str(pre_path), str(out_path), None, quant_format=QuantFormat.QDQ,
@@ -269,16 +327,34 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
     means = input_channel_means(pre_path, calib_feeds[:32], [c.name for c in cands if c.cost > 0]) \
         if settings.bias_correction else {}
 
-    def build(gs) -> tuple[Path, dict]:
+    def build(gs, variant=None) -> tuple[Path, dict]:
         trial[0] += 1
         out = work_dir / f'trial_{trial[0]}.onnx'
+        if variant is not None:
+            settings.guard_variant = variant
         _static(pre_path, out, settings, cache, nodes_of(gs))
         if means:
             bias_correct(pre_path, out, means)
         return out, evaluator.error(out)
 
-    best_path, best = build(active)
-    log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error']})
+    if not settings.saturation_guard:
+        best_path, best = build(active)
+        log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error']})
+    else:
+        tried = {}
+        for variant in GUARD_VARIANTS:
+            tried[variant] = build(active, variant)
+            log.append({'step': f'all, saturation guard {variant}', 'fp32_groups': [],
+                        'mse': tried[variant][1]['mse'], 'max': tried[variant][1]['max_abs_error']})
+        chosen = min(GUARD_VARIANTS, key=lambda v: tried[v][1]['mse'])
+        for variant, (path, _) in tried.items():
+            if variant != chosen:
+                path.unlink(missing_ok=True)
+        settings.guard_variant = chosen
+        best_path, best = tried[chosen]
+        log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error'],
+                    'saturation_guard': chosen})
+    guarded = set(guarded_weights(pre_path, settings, cache))
     if settings.search and not _passes_search(best) and len(active) > 1:
         # Each group's own error (only that group quantized), per unit of compute it saves.
         sens = {}
@@ -328,8 +404,11 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
     for stale in work_dir.glob('trial_*.onnx'):
         stale.unlink()
     excluded = sorted(set(groups) - set(active))
+    weight_of = {n.name: n.input[1] for n in onnx.load(str(pre_path), load_external_data=False).graph.node
+                 if len(n.input) > 1}
+    n_guarded = sum(weight_of.get(c.name) in guarded for g in active for c in groups[g] if c.cost > 0)
     return QuantResult(final, settings, active, excluded, [c.name for g in excluded for c in groups[g]],
-                       best, log, time.monotonic() - started, fraction(active))
+                       best, log, time.monotonic() - started, fraction(active), n_guarded)
 
 
 def corrupt_model(path: Path, out_path: Path, what: str = 'scale') -> Path:

@@ -39,6 +39,13 @@ def test_manifest_contract(built):
     q, v = manifest['quantization'], manifest['validation']
     assert q['mode'] == 'static' and q['per_channel'] is True and q['calibration_source'] == 'bags'
     assert q['calibration_frames'] == CALIB and q['int8_mac_fraction'] >= 0.5
+    # the saturation guard variant is chosen by measurement: the most accurate all-INT8 model
+    tried = {s['step'].rsplit(' ', 1)[1]: s['mse'] for s in q['search']
+             if s['step'].startswith('all, saturation guard')}
+    assert set(tried) == {'signed+pixels', 'signed', 'off'}
+    assert q['saturation_guard'] == min(tried, key=tried.get)
+    if q['saturation_guard'] == 'signed+pixels' and 'backbone.stem' not in q['fp32_groups']:
+        assert q['reduced_range_weights'] >= 1  # conv1 sees raw pixels
     assert v['frames'] == VALID and v['passed'] is True
     assert v['mse'] < 1e-3 and v['max_abs_error'] < 0.05
     assert len(v['mse_per_dim']) == 2 == len(v['max_abs_error_per_dim'])
