@@ -23,7 +23,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from rover.graph import BACKENDS, MODES, TELEOPS, record_command, rover_nodes
+from rover.graph import ARDUINOS, BACKENDS, MODES, TELEOPS, record_command, rover_nodes
 
 EXIT_CONFIG_ERROR = 2
 ARGUMENTS = [
@@ -38,6 +38,7 @@ ARGUMENTS = [
                        'config/teleop_joy.yaml); a keyboard runs in its own terminal, see the README.'),
     ('record', 'false', 'Record camera, state, commands, mode, e-stop, episodes and /diagnostics to MCAP.'),
     ('sim', 'false', 'Run against the simulated rover instead of the hardware.'),
+    ('arduino', '', f'With sim: the board behind its link, {" | ".join(ARDUINOS)} (empty: twin).'),
 ]
 
 
@@ -47,7 +48,8 @@ def _nodes(context):
         specs = rover_nodes(backend=arg('backend'), model_dir=arg('model_dir'),
                             serial_port=arg('serial_port'), camera_source=arg('camera_source'),
                             autonomy=arg('autonomy'), mode=arg('mode'), teleop=arg('teleop'),
-                            sim=arg('sim').lower() == 'true', namespace=arg('namespace'))
+                            sim=arg('sim').lower() == 'true', namespace=arg('namespace'),
+                            arduino=arg('arduino'))
     except ValueError as exc:
         # SystemExit, unlike an exception, is not turned into exit code 1 by launch
         print(f'[ERROR] [rover.launch]: bad launch argument: {exc}', file=sys.stderr, flush=True)

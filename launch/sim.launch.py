@@ -4,13 +4,14 @@ rendering the track from the vehicle's pose (config/sim.yaml on top of
 config/rover.yaml).
 
     ros2 launch rover sim.launch.py model_dir:=build/demo_model
+    ros2 launch rover sim.launch.py model_dir:=build/demo_model arduino:=firmware   # the .elf on simavr
 """
 import os
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 
 PASSED_ON = [
     ('backend', 'cpu_int8', 'Inference backend: cpu_int8 | cpu_fp32 | hailo.'),
@@ -19,6 +20,8 @@ PASSED_ON = [
     ('autonomy', 'true', 'Start in autonomous mode (false: manual, drive with teleop/cmd).'),
     ('mode', '', 'Starting driving mode: manual | assisted | autonomous (overrides autonomy).'),
     ('record', 'false', 'Record the run to MCAP for calibration.'),
+    ('arduino', EnvironmentVariable('ARDUINO', default_value='twin'),
+     'The board behind the link: twin (Python twin) | firmware (the .elf on simavr); default $ARDUINO.'),
 ]
 
 

@@ -4,7 +4,10 @@ One process per node (sim, policy, arbiter, bridge), started with the same
 parameter files as `sim.launch.py` (see rover.graph), so no launch_ros is
 needed. `DEMO_MODE=autonomous` (default): the policy drives. `DEMO_MODE=assisted`:
 the policy steers and a simulated human (the pure-pursuit expert, throttle
-only, like a gamepad at 20 Hz) gives the throttle. This process watches the
+only, like a gamepad at 20 Hz) gives the throttle. `ARDUINO=firmware` (or
+`--arduino firmware`): the sim runs the real firmware (.elf) on an emulated
+ATmega328P (simavr) instead of its Python twin, the car driven by the pulse
+widths measured on its pins. This process watches the
 topics, prints a live status line and a summary:
 
     demo: mode=autonomous control_hz=30.0 min_window_hz=29.6 below_tolerance_percent=0.0 ...
@@ -32,7 +35,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from rover.graph import control_rate_hz, rover_nodes
+from rover.graph import ARDUINOS, control_rate_hz, rover_nodes
 from rover_common.diagnostics import level_value
 from rover_common.process import NodeProcess
 from rover_common.ros_env import apply_localhost_env, localhost_env
@@ -142,19 +145,23 @@ def _float(text, default=float('nan')):
         return default
 
 
-def run_demo(seconds: float, model_dir: Path, record: str | None = None, mode: str = 'autonomous') -> int:
+def run_demo(seconds: float, model_dir: Path, record: str | None = None, mode: str = 'autonomous',
+             arduino: str = 'twin') -> int:
     if mode not in DEMO_MODES:
         print(f'demo: DEMO_MODE={mode!r} is not one of {", ".join(DEMO_MODES)}', file=sys.stderr)
         return 2
+    if arduino not in ARDUINOS:
+        print(f'demo: ARDUINO={arduino!r} is not one of {", ".join(ARDUINOS)}', file=sys.stderr)
+        return 2
     domain = apply_localhost_env()
     env = localhost_env(domain)
-    nodes = rover_nodes(sim=True, model_dir=str(model_dir), mode=mode)
+    nodes = rover_nodes(sim=True, model_dir=str(model_dir), mode=mode, arduino=arduino)
     processes = [NodeProcess(spec.module, spec.name, params=spec.overrides or None,
                              params_files=spec.params_files, env=env) for spec in nodes if spec.module]
     if mode == 'assisted':  # the human half: throttle only, like a gamepad at 20 Hz
         processes.append(NodeProcess('rover_sim.expert_driver', 'expert_driver', env=env,
                                      params={'style': 'joy', 'axes': 'throttle', 'rate_hz': 20.0}))
-    print(f'demo: ROS_DOMAIN_ID={domain} (loopback only), mode {mode}, model {model_dir}, '
+    print(f'demo: ROS_DOMAIN_ID={domain} (loopback only), mode {mode}, arduino {arduino}, model {model_dir}, '
           f'{seconds:.0f} s, Ctrl-C to stop early', flush=True)
     for proc in processes:
         proc.start()
@@ -273,6 +280,9 @@ def main(argv=None) -> int:
     parser.add_argument('--model-dir', type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument('--mode', default=os.environ.get('DEMO_MODE', 'autonomous'),
                         help=f'{" | ".join(DEMO_MODES)} (DEMO_MODE in the environment)')
+    parser.add_argument('--arduino', default=os.environ.get('ARDUINO', 'twin'),
+                        help=f'the board behind the sim\'s link: {" | ".join(ARDUINOS)} (firmware: the .elf on '
+                             'simavr; ARDUINO in the environment)')
     parser.add_argument('--record', default=_record_default(),
                         help='write a rosbag2 (MCAP) of the run to this folder; RECORD=1 in the '
                              'environment records to runs/demo_<date>')
@@ -283,7 +293,7 @@ def main(argv=None) -> int:
     if args.prepare_model:
         print(f'demo model ready: {model_dir}')
         return 0
-    return run_demo(args.seconds, model_dir, args.record, args.mode)
+    return run_demo(args.seconds, model_dir, args.record, args.mode, args.arduino)
 
 
 if __name__ == '__main__':

@@ -11,6 +11,9 @@ from rover_policy.backends import BACKENDS  # the policy's own list: one definit
 
 MODES = ('manual', 'assisted', 'autonomous')   # rover_arbiter.arbiter.MODES (checked by a test)
 TELEOPS = ('none', 'joy')
+# The board behind the sim's link (rover_sim.run_link.ARDUINOS, checked by a test): the Python
+# twin of the firmware, or the firmware itself on an emulated ATmega328P (simavr).
+ARDUINOS = ('twin', 'firmware')
 # What a training set and a post-mortem need: the camera, what the car did, the
 # command applied and who produced it, the human's and the policy's own commands,
 # the mode, the e-stop, episode markers and diagnostics. No raw images (size).
@@ -65,11 +68,12 @@ def _parse_bool(value) -> bool:
 
 def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = '',
                 camera_source: str = '', autonomy='', mode: str = '', teleop: str = 'none',
-                sim: bool = False, namespace: str = '') -> list[NodeSpec]:
+                sim: bool = False, namespace: str = '', arduino: str = '') -> list[NodeSpec]:
     """The node graph; empty arguments keep the YAML files' values.
 
     `autonomy` true starts in autonomous mode unless `mode` names another; the
-    starting mode is otherwise config/rover.yaml's, manual.
+    starting mode is otherwise config/rover.yaml's, manual. `arduino` (sim only) picks
+    the board behind the sim's link: twin (default) or firmware (emulated, simavr).
     """
     if backend and backend not in BACKENDS:
         raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
@@ -77,6 +81,10 @@ def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = ''
         raise ValueError(f'mode {mode!r} is not one of {", ".join(MODES)}')
     if (teleop or 'none') not in TELEOPS:
         raise ValueError(f'teleop {teleop!r} is not one of {", ".join(TELEOPS)}')
+    if arduino and arduino not in ARDUINOS:
+        raise ValueError(f'arduino {arduino!r} is not one of {", ".join(ARDUINOS)}')
+    if arduino not in ('', 'twin') and not sim:  # a real car has its real board
+        raise ValueError(f'arduino {arduino!r} needs the simulated rover (sim)')
     if autonomy != '' and _parse_bool(autonomy) and not mode:  # an explicit mode wins
         mode = 'autonomous'
     cfg = config_dir()
@@ -102,8 +110,8 @@ def rover_nodes(*, backend: str = '', model_dir: str = '', serial_port: str = ''
         link = serial_port or run_link_path(namespace)
         # a latch of its own too: an e-stop left in one sim run must not latch the next
         bridge = {'port': link, 'estop_state_file': f'{link}.estop'}
-        nodes.append(NodeSpec('rover_sim', 'sim_node', 'sim', 'rover_sim.sim_node', files,
-                              {'serial_link': link}))
+        sim_params = {'serial_link': link, **({'arduino': arduino} if arduino else {})}
+        nodes.append(NodeSpec('rover_sim', 'sim_node', 'sim', 'rover_sim.sim_node', files, sim_params))
     else:
         camera = {'source': camera_source} if camera_source else {}
         nodes.append(NodeSpec('rover_camera', 'camera_node', 'camera', 'rover_camera.camera_node',

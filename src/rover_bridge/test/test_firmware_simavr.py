@@ -1,21 +1,16 @@
 """The flashed program itself: the sketch built with avr-gcc, run on an emulated ATmega328P.
 
-tests/firmware/ builds the .elf (Debian's Arduino AVR core, no library) and simavr_runner,
-which runs it at 16 MHz with UART0 on a pty and logs the pulse widths on pins 9/10 with
+tests/firmware/ builds the .elf (Debian's Arduino AVR core, no library) and simavr_runner
+(started and its log parsed by rover_bridge.twin.simavr), which runs it at 16 MHz with UART0 on a pty and logs the pulse widths on pins 9/10 with
 simulated and wall time. Time-based assertions use simulated time: on a loaded machine
 the emulator may run slower than real time.
 """
-import fcntl
-import hashlib
 import math
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,46 +18,26 @@ import pytest
 import serial
 
 from rover_bridge import protocol as p
+from rover_bridge.twin import simavr
 from rover_bridge.twin.firmware_twin import FirmwareConfig, FirmwareCore, normalized_to_us
 from rover_bridge.twin.pty_board import VirtualArduino
 from rover_common.process import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 MAKE_DIR = REPO / 'tests' / 'firmware'
-ARDUINO_AVR = Path('/usr/share/arduino/hardware/arduino/avr')
-INSTALL = 'apt-get install gcc-avr avr-libc arduino-core-avr simavr libsimavr-dev'
+INSTALL = simavr.INSTALL
 CONFIG = FirmwareConfig()  # the defaults, read from rover_protocol.h
 ARMED_S = CONFIG.arming_ms / 1000 + 0.2
 
 
-def missing_tool() -> str:
-    for tool in ('avr-gcc', 'avr-g++', 'avr-objcopy', 'avr-size', 'cc', 'make'):
-        if shutil.which(tool) is None:
-            return f'{tool} not found'
-    if not (ARDUINO_AVR / 'cores' / 'arduino' / 'Arduino.h').exists():
-        return f'no Arduino AVR core in {ARDUINO_AVR}'
-    if not Path('/usr/include/simavr/sim_avr.h').exists():
-        return 'simavr headers not found'
-    if not MAKE_DIR.is_dir():
-        return f'{MAKE_DIR} not found (tests run from the source tree)'
-    return ''
-
-
 pytestmark = [pytest.mark.timeout(180),
-              pytest.mark.skipif(bool(missing_tool()), reason=f'{missing_tool()}: {INSTALL}')]
+              pytest.mark.skipif(bool(simavr.missing_tool(MAKE_DIR)),
+                                 reason=f'{simavr.missing_tool(MAKE_DIR)}: {INSTALL}')]
 
 
-def build(defines: str = '') -> tuple[Path, Path, str]:
-    """make -C tests/firmware into a cache dir per set of -D flags; returns (elf, runner, make output)."""
-    root = Path(tempfile.gettempdir()) / 'rover_firmware_avr'
-    out = root / hashlib.sha256(defines.encode()).hexdigest()[:12]
-    root.mkdir(exist_ok=True)
-    with open(root / '.lock', 'w') as lock:  # parallel test runs share the cache
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run(['make', '-C', str(MAKE_DIR), f'OUT={out}', f'DEFINES={defines}'],
-                                capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out / 'rover_firmware.elf', out / 'simavr_runner', result.stdout
+def build(defines: str = '') -> simavr.Build:
+    """(elf, runner, make output), cached per set of -D flags (rover_bridge.twin.simavr)."""
+    return simavr.build(defines, MAKE_DIR)
 
 
 @pytest.fixture(scope='module')
@@ -70,56 +45,7 @@ def firmware():
     return build()
 
 
-class Emulated:
-    """simavr_runner with the firmware; its log parsed on a thread."""
-
-    def __init__(self, firmware, link: str, realtime_factor: float = 1.0):
-        elf, runner, _ = firmware
-        self.link = link
-        self.proc = subprocess.Popen([str(runner), str(elf), '--link', link, '--realtime-factor', str(realtime_factor)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.pulses = {9: [], 10: []}  # (us, sim_ms, wall_ms) at every change of width
-        self.rx = []                   # sim_ms of every batch of bytes handed to the UART
-        self.resets = []               # sim_ms
-        self.sim_ms = 0.0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        assert wait_for(lambda: any(line.startswith('ready') for line in self.lines), 10.0), self.output()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            values = dict(re.findall(r'(\w+)=(\S+)', line))
-            with self._lock:
-                self.lines.append(line.rstrip())
-                if 'sim_ms' in values:
-                    self.sim_ms = float(values['sim_ms'])
-                if line.startswith('pulse'):
-                    self.pulses[int(values['pin'])].append(
-                        (float(values['us']), float(values['sim_ms']), float(values['wall_ms'])))
-                elif line.startswith('rx'):
-                    self.rx.append(float(values['sim_ms']))
-                elif line.startswith('reset'):
-                    self.resets.append(float(values['sim_ms']))
-
-    def output(self) -> str:
-        with self._lock:
-            return '\n'.join(self.lines[-40:])
-
-    def width(self, pin: int) -> float | None:
-        with self._lock:
-            return self.pulses[pin][-1][0] if self.pulses[pin] else None
-
-    def widths(self) -> tuple:
-        return self.width(9), self.width(10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=10)
-        self._thread.join(timeout=5)
-        return code
+Emulated = simavr.EmulatedBoard  # simavr_runner with the firmware; its log parsed on a thread
 
 
 @pytest.fixture

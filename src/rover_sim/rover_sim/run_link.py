@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 import tempfile
 
+# Which board stands behind the link: rover_bridge's Python twin of the firmware, or the
+# firmware itself (.elf) on an emulated ATmega328P (simavr; rover_bridge.twin.simavr).
+ARDUINOS = ('twin', 'firmware')
+
 
 def run_link_path(namespace: str = '', domain_id: str | None = None, run_id: int | None = None) -> str:
     """A link path of its own for one run of the simulated rover.

@@ -2,6 +2,8 @@
 
 - a virtual Arduino on a pseudo-terminal (rover_bridge's twin of the firmware:
   same protocol and watchdog) whose applied outputs drive a bicycle-model car;
+  or, with `arduino: firmware`, the firmware itself (.elf) on an emulated
+  ATmega328P (simavr), the car driven by the pulse widths measured on its pins;
 - a camera on that car rendering the track at `fps`, published exactly as the
   camera node publishes (camera/image_raw bgr8 stamped at capture, compressed,
   camera_info).
@@ -20,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from rover_bridge.twin.link_lock import LinkInUse
 from rover_bridge.twin.pty_board import VirtualArduino
+from rover_bridge.twin.simavr import FirmwareArduino, FirmwareUnavailable
 from rover_common import diagnostics as diag
 from rover_common.deadline_loop import DeadlineLoop
 from rover_common.fastdds import use_large_frame_transport
@@ -27,7 +30,7 @@ from rover_common.image_conversion import bgr_to_compressed_msg, bgr_to_image_ms
 from rover_common.node_main import ConfigError, run
 from rover_common.params import declare
 from rover_common.stats import RateMeter
-from rover_sim.run_link import run_link_path
+from rover_sim.run_link import ARDUINOS, run_link_path
 from rover_sim.track import StadiumTrack, render_floor
 from rover_sim.track_camera import CameraMount, TrackCamera
 from rover_sim.vehicle_model import BicycleModel
@@ -41,6 +44,11 @@ class SimNode(Node):
                             '(empty: a per-run path from the ROS domain, namespace and this pid).')
         if not self.link:
             self.link = run_link_path(self.get_namespace())
+        self.arduino_kind = declare(
+            self, 'arduino', 'twin',
+            'The board behind the link: twin (the Python twin of the firmware) or firmware (the '
+            'built .elf on an emulated ATmega328P, simavr; the car follows its measured pulse widths).',
+            choices=ARDUINOS, read_only=True)
         width = declare(self, 'width', 640, 'Camera image width in pixels.', min_value=16, max_value=4096)
         height = declare(self, 'height', 360, 'Camera image height in pixels.', min_value=16, max_value=4096)
         self.fps = declare(self, 'fps', 30.0, 'Camera frame rate (Hz).', min_value=1.0, max_value=120.0)
@@ -57,10 +65,15 @@ class SimNode(Node):
         x, y, yaw = self.track.centre_point(start)
         self.car = BicycleModel(x=x, y=y, yaw=yaw)
         try:
-            self.arduino = VirtualArduino(link=self.link, vehicle=self.car)
+            if self.arduino_kind == 'firmware':
+                self.arduino = FirmwareArduino(link=self.link, vehicle=self.car)
+            else:
+                self.arduino = VirtualArduino(link=self.link, vehicle=self.car)
             self.arduino.start()
         except LinkInUse as exc:
             raise ConfigError(str(exc)) from exc
+        except FirmwareUnavailable as exc:  # names the Debian packages
+            raise ConfigError(f'arduino=firmware: {exc}') from exc
         except OSError as exc:
             raise ConfigError(f'cannot create the virtual Arduino link {self.link}: {exc}') from exc
 
@@ -83,7 +96,8 @@ class SimNode(Node):
         # slow frame skips the deadlines it overran instead of bursting to catch up.
         self._frame_loop = DeadlineLoop(1.0 / self.fps, self._capture, name='sim_camera').start()
         self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f'virtual Arduino on {self.link}; camera {width}x{height} at {self.fps} Hz')
+        board = 'emulated firmware (simavr)' if self.arduino_kind == 'firmware' else 'virtual Arduino'
+        self.get_logger().info(f'{board} on {self.link}; camera {width}x{height} at {self.fps} Hz')
 
     def _capture(self, scheduled, actual):
         pose = self.arduino.pose()
@@ -128,9 +142,19 @@ class SimNode(Node):
             'distance_m': self.car.distance, 'speed_mps': pose.speed,
             'lateral_offset_m': offset, 'on_track': on_track, 'laps': self.progress_m / self.track.length,
             'on_track_percent': 100.0 * (1 - self.off_track_frames / max(1, self.frames)), 'link': self.link,
+            'arduino': self.arduino_kind,
         }
         level = diag.OK if on_track else diag.WARN
         message = 'on track' if on_track else 'off track'
+        if self.arduino_kind == 'firmware':
+            # what the pins show: the measured pulse widths, and the outputs they mean
+            steering_us, throttle_us = self.arduino.widths()
+            steering, throttle = self.arduino.controls()
+            values.update({'steering_us': steering_us if steering_us is not None else 'none',
+                           'throttle_us': throttle_us if throttle_us is not None else 'none',
+                           'steering': steering, 'throttle': throttle})
+            if not self.arduino.alive():
+                level, message = diag.ERROR, 'emulated firmware exited'
         self.diag_pub.publish(diag.array(self, diag.status('sim: world', level, message, values, 'sim')))
 
     def close(self):
