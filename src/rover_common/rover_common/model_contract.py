@@ -22,10 +22,12 @@ FP32_FILE = 'model_fp32.onnx'
 INT8_FILE = 'model_int8.onnx'
 BACKBONE_FILE = 'backbone.onnx'
 HEAD_FILE = 'head.onnx'
+HEAD_INT8_FILE = 'head_int8.onnx'  # optional (rover-quantize --hailo-head-int8): head.onnx in INT8
 HEF_FILE = 'model.hef'
 REPORT_DIR = 'report'
 HAILO_DIR = 'hailo'
 CPU_FP32, CPU_INT8, BACKBONE, HEAD, HEF = 'cpu_fp32', 'cpu_int8', 'backbone', 'head', 'hef'
+HEAD_INT8 = 'head_int8'
 HEF_OUTPUTS = ('features', 'actions')  # models.hef_output: the feature map (hybrid) or the actions
 
 # Tensor names of the graphs.

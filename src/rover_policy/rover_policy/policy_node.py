@@ -35,7 +35,7 @@ from rover_common import diagnostics, image_conversion
 from rover_common.node_main import ConfigError, run
 from rover_common.params import declare
 from rover_common.stats import RateMeter, RollingStats
-from rover_policy.backends import BACKENDS, BackendError, create_backend
+from rover_policy.backends import BACKENDS, HAILO_HEADS, BackendError, create_backend
 from rover_policy.chunk_scheduler import ChunkScheduler
 from rover_policy.control_loop import ControlLoop
 from rover_policy.inference_worker import InferenceWorker, call_niced
@@ -70,6 +70,9 @@ class PolicyNode(Node):
                                read_only=True)
         hef_path = declare(self, 'hef_path', '', 'HEF for the hailo backend; empty: the manifest\'s '
                            'models.hef.', read_only=True)
+        hailo_head = declare(self, 'hailo_head', 'fp32', 'CPU head of the hailo hybrid (HEF backbone): '
+                             'head.onnx (fp32) or head_int8.onnx (int8, built by rover-quantize '
+                             '--hailo-head-int8).', choices=HAILO_HEADS, read_only=True)
         threads = declare(self, 'threads', 4, 'ONNX Runtime intra-op threads (4 on the Pi 5).',
                           min_value=1, max_value=64, read_only=True)
         try:
@@ -104,7 +107,7 @@ class PolicyNode(Node):
         inject_delay_ms, timing_log = self._instrumentation()
 
         try:  # created on a niced thread: ONNX Runtime's pool threads inherit its niceness
-            self._backend = call_niced(lambda: create_backend(model, backend_name, threads, hef_path),
+            self._backend = call_niced(lambda: create_backend(model, backend_name, threads, hef_path, hailo_head),
                                        inference_nice)
         except (BackendError, ModelDirError) as exc:
             raise ConfigError(str(exc)) from exc

@@ -141,6 +141,39 @@ def build_tiny_model_dir(out_dir, seed=0, height=TINY_HEIGHT, width=TINY_WIDTH,
     return out_dir
 
 
+def add_head_int8(model_dir, count=16, seed=1):
+    """Add head_int8.onnx (static QDQ INT8 of head.onnx, calibrated on backbone.onnx's features, as
+    `rover-quantize --hailo-head-int8` writes it) and name it in the manifest: models.head_int8 + sha256."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    manifest = read_manifest(model_dir)
+    height, width = manifest['inputs'][0]['shape'][1:3]
+    backbone = ort.InferenceSession(os.path.join(model_dir, mc.BACKBONE_FILE), providers=['CPUExecutionProvider'])
+    frames = _Frames(height, width, count, seed)
+    feeds = []
+    while (item := frames.get_next()) is not None:
+        (features,) = backbone.run([mc.FEATURES], {mc.IMAGE_INPUT: item['image']})
+        feeds.append({mc.FEATURES: features, mc.STATE_INPUT: item['state']})
+
+    class Reader:
+        def __init__(self):
+            self._items = iter(feeds)
+
+        def get_next(self):
+            return next(self._items, None)
+
+    # reduce_range: as for model_int8.onnx (no int16 saturation on x86 without VNNI)
+    quantize_static(os.path.join(model_dir, mc.HEAD_FILE), os.path.join(model_dir, mc.HEAD_INT8_FILE), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=['MatMul', 'Gemm'])
+    manifest['models'][mc.HEAD_INT8] = mc.HEAD_INT8_FILE
+    manifest['files'].update(mc.files_entry(model_dir, [mc.HEAD_INT8_FILE]))
+    write_manifest(model_dir, manifest)
+    return model_dir
+
+
 def write_manifest(model_dir, manifest):
     """Tests edit manifests on purpose (also into invalid ones): written as given."""
     with open(os.path.join(model_dir, mc.MANIFEST), 'w') as f:

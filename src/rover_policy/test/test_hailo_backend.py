@@ -37,11 +37,55 @@ def test_hybrid_actions_equal_the_cpu_fp32_path(hybrid_dir, fake_hailo):
     model = load_model_dir(hybrid_dir)
     with create_backend(model, 'hailo', threads=2) as hailo, create_backend(model, 'cpu_fp32') as fp32:
         assert hailo.describe() == {'backend': 'hailo', 'hailo_mode': 'hybrid', 'hef': 'model.hef',
-                                    'hef_sha256_verified': True}
+                                    'hef_sha256_verified': True, 'hailo_head': 'fp32'}
         # the HEF's quant infos are read (features are post-ReLU: zero point 0)
         assert hailo.quant_infos['rover_backbone/conv_out'][1] == 0
         for image, state in frames_and_states(model, count=5):
             np.testing.assert_allclose(hailo.infer(image, state), fp32.infer(image, state), atol=1e-5)
+
+
+def test_int8_head_runs_head_int8_onnx(hybrid_dir, fake_hailo):
+    import onnxruntime as ort
+    from model_fixtures import add_head_int8, reference_actions
+    add_head_int8(hybrid_dir)
+    model = load_model_dir(hybrid_dir)
+    head_int8 = ort.InferenceSession(os.path.join(hybrid_dir, 'head_int8.onnx'), providers=['CPUExecutionProvider'])
+    head_fp32 = ort.InferenceSession(os.path.join(hybrid_dir, 'head.onnx'), providers=['CPUExecutionProvider'])
+    with create_backend(model, 'hailo', threads=2, hailo_head='int8') as hailo:
+        assert hailo.describe()['hailo_head'] == 'int8'
+        differs = False
+        for image, state in frames_and_states(model, count=5, seed=2):
+            got = hailo.infer(image, state)
+            hef_out = hf.run_fake_hef(os.path.join(hybrid_dir, 'model.hef'),
+                                      {'rover_backbone/input_layer1': image[0].astype(np.float32)})[0]
+            feeds = {'features': hef_out.transpose(2, 0, 1)[np.newaxis].copy(), 'state': state}
+            # exactly the INT8 head on the HEF's features ...
+            np.testing.assert_allclose(got, head_int8.run(['actions'], feeds)[0][0], atol=1e-6)
+            # ... which is close to, but not, the FP32 head
+            fp32 = head_fp32.run(['actions'], feeds)[0][0]
+            differs |= not np.allclose(got, fp32, atol=1e-6)
+            np.testing.assert_allclose(got, reference_actions(hybrid_dir, image, state), atol=0.1)
+        assert differs
+
+
+def test_int8_head_needs_head_int8_in_the_manifest(hybrid_dir, fake_hailo, monkeypatch):
+    # fails before the device is opened: no device would give another error
+    monkeypatch.setenv('FAKE_HAILO_NO_DEVICE', '1')
+    with pytest.raises(BackendError, match=r'hailo_head=int8 needs models.head_int8 .*--hailo-head-int8'):
+        create_backend(load_model_dir(hybrid_dir), 'hailo', hailo_head='int8')
+    with pytest.raises(BackendError, match="unknown hailo head 'int4'"):
+        create_backend(load_model_dir(hybrid_dir), 'hailo', hailo_head='int4')
+
+
+def test_int8_head_file_is_checked(hybrid_dir, fake_hailo):
+    from model_fixtures import add_head_int8
+    add_head_int8(hybrid_dir)
+    with open(os.path.join(hybrid_dir, 'head_int8.onnx'), 'ab') as f:
+        f.write(b'x')
+    with pytest.raises(ModelDirError, match='checksum mismatch .*head_int8.onnx'):
+        create_backend(load_model_dir(hybrid_dir), 'hailo', hailo_head='int8')
+    # the FP32 head does not need it
+    create_backend(load_model_dir(hybrid_dir), 'hailo').close()
 
 
 def test_whole_model_hef_from_the_parameter(model_copy, tmp_path, fake_hailo):

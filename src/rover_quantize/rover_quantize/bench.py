@@ -18,6 +18,13 @@ the ORT INT8 model are timed interleaved round by round so they share the machin
   bench quantize: checkpoint=NAME int8_mac_percent=.. mse=.. max_error=.. passed=.. int8_ms=..
                   ort_fp32_ms=.. torch_fp32_ms=.. speedup_vs_ort_fp32=.. speedup_vs_torch=.. ...
 
+With --hailo-head, the `synthetic` build also quantizes head.onnx (--hailo-head-int8; about 2 more
+minutes on 2 busy cores, so not by default) and the Hailo hybrid's CPU part is timed: head.onnx (FP32)
+vs head_int8.onnx on backbone.onnx's features, interleaved the same way (mse/max_error/passed:
+head_int8 vs head.onnx on the build's held-out frames).
+
+  bench hailo_head: fp32_ms=.. int8_ms=.. speedup=.. int8_mac_percent=.. mse=.. max_error=.. passed=..
+
 Targets: >= 90 % of multiply-adds in INT8, the accuracy bar (MSE < 0.001, max error < 0.05 in
 normalized action units on held-out frames), speedup_vs_torch >= 4 and speedup_vs_ort_fp32 >= 2.5.
 """
@@ -36,6 +43,7 @@ import numpy as np
 CHECKPOINTS = ('synthetic', 'lerobot_init', 'demo_trained')
 DEMO_RECORDING_FRAMES = 320    # rendered track frames in the recording (calibration + selection + validation)
 DEMO_RECORDING_SEED = 11       # not the seed the demo calibrates on (7): a fresh recording
+HAILO_HEAD_CHECKPOINTS = ('synthetic',)  # the default-size ACT: its INT8 head is built and timed too
 
 
 def count_macs(model_path: Path) -> float:
@@ -94,7 +102,7 @@ def prepare_checkpoint(name: str, work: Path) -> dict:
 
 def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: int,
                      validation_frames: int, threads: int, progress: bool = False,
-                     reuse: bool = False) -> dict:
+                     reuse: bool = False, hailo_head: bool = False) -> dict:
     """Build (or, with reuse, read) the model directory of one checkpoint and time it."""
     import torch
 
@@ -103,7 +111,6 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
     from .export import policy_graph
     from .manifest import read_manifest
     from .pipeline import build_model_dir, feeds_for
-    from .quantize import make_session
 
     model_dir = work / name / 'model'
     started = time.monotonic()
@@ -117,7 +124,7 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
         shutil.rmtree(model_dir, ignore_errors=True)
         manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
                                    validation_frames=validation_frames, report=False, progress=progress,
-                                   force=True, **args)
+                                   force=True, head_int8=hailo_head, **args)
     build_s = time.monotonic() - started
     fp32_path = model_dir / 'model_fp32.onnx'
     int8_path = model_dir / 'model_int8.onnx'
@@ -135,18 +142,8 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
 
     runners = {'torch_fp32': torch_run}
     for key, path in (('ort_fp32', fp32_path), ('int8', int8_path)):
-        runners[key] = (lambda s: (lambda feed: s.run(['actions'], feed)[0]))(make_session(path, threads))
-    for fn in runners.values():  # warm-up
-        for feed in feeds[:2]:
-            fn(feed)
-    times = {key: [] for key in runners}
-    for r in range(rounds):
-        feed = feeds[r % n_frames]
-        order = list(runners) if r % 2 == 0 else list(reversed(runners))
-        for key in order:
-            t0 = time.perf_counter()
-            runners[key](feed)
-            times[key].append((time.perf_counter() - t0) * 1e3)
+        runners[key] = _ort_runner(path, threads)
+    times = _interleaved(runners, feeds, rounds)
 
     v = manifest.get('validation') or {}
     q = manifest.get('quantization') or {}
@@ -163,7 +160,58 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
     result['speedup_vs_torch'] = result['torch_fp32_ms'] / result['int8_ms']
     result['target_met'] = (result['passed'] and result['int8_mac_fraction'] >= 0.9
                             and result['speedup_vs_torch'] >= 4.0 and result['speedup_vs_ort_fp32'] >= 2.5)
+    if hailo_head:
+        result['hailo_head'] = bench_hailo_head(model_dir, manifest, feeds, rounds, threads)
     return result
+
+
+def _ort_runner(path, threads):
+    from .quantize import make_session
+    session = make_session(path, threads)
+    return lambda feed: session.run(['actions'], feed)[0]
+
+
+def _interleaved(runners: dict, feeds: list, rounds: int) -> dict:
+    """Times (ms) of each runner, round by round, alternating the order so they share the load."""
+    for fn in runners.values():  # warm-up
+        for feed in feeds[:2]:
+            fn(feed)
+    times = {key: [] for key in runners}
+    for r in range(rounds):
+        feed = feeds[r % len(feeds)]
+        order = list(runners) if r % 2 == 0 else list(reversed(runners))
+        for key in order:
+            t0 = time.perf_counter()
+            runners[key](feed)
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def bench_hailo_head(model_dir: Path, manifest: dict, feeds: list, rounds: int, threads: int) -> dict:
+    """The Hailo hybrid's CPU part: head.onnx vs head_int8.onnx (when the build wrote it) on
+    backbone.onnx's features of the bench frames; accuracy from the build's held-out validation."""
+    from rover_common.model_contract import HEAD_FILE, HEAD_INT8_FILE
+    from .pipeline import head_feeds
+    entry = (manifest.get('quantization') or {}).get('head_int8') or {}
+    runners = {'fp32': _ort_runner(model_dir / HEAD_FILE, threads)}
+    if entry.get('written'):
+        runners['int8'] = _ort_runner(model_dir / HEAD_INT8_FILE, threads)
+    times = _interleaved(runners, head_feeds(model_dir, feeds), max(rounds, 30))  # the head is fast
+    fp32_ms = _pct(times['fp32'], 50)
+    int8_ms = _pct(times['int8'], 50) if 'int8' in times else float('nan')
+    return {'fp32_ms': fp32_ms, 'int8_ms': int8_ms, 'speedup': fp32_ms / int8_ms,
+            'int8_mac_fraction': entry.get('int8_mac_fraction', 0.0), 'mse': entry.get('mse', float('nan')),
+            'max_error': entry.get('max_abs_error', float('nan')), 'passed': bool(entry.get('written')),
+            'threads': threads, 'rounds': len(times['fp32']),
+            'fp32_groups': entry.get('fp32_groups', []), 'build_s': entry.get('seconds', float('nan'))}
+
+
+def format_hailo_head_line(h: dict) -> str:
+    return (f"bench hailo_head: fp32_ms={h['fp32_ms']:.2f} int8_ms={h['int8_ms']:.2f} speedup={h['speedup']:.2f} "
+            f"int8_mac_percent={h['int8_mac_fraction'] * 100:.1f} mse={h['mse']:.2e} max_error={h['max_error']:.3f} "
+            f"passed={h['passed']} threads={h['threads']} rounds={h['rounds']} "
+            f"fp32_groups={len(h['fp32_groups'])}" + (f"[{','.join(h['fp32_groups'])}]" if h['fp32_groups'] else '')
+            + f" build_s={h['build_s']:.0f}")
 
 
 def qdq_debug(model_dir: Path, frames: int = 3, worst: int = 5) -> dict:
@@ -234,7 +282,7 @@ def format_debug_line(d: dict) -> str:
 
 def run(checkpoints=CHECKPOINTS, rounds: int = 15, calibration_frames: int = 64, validation_frames: int = 50,
         threads: int = 0, keep: str | None = None, progress: bool = False, reuse: bool = False,
-        emit=None):
+        emit=None, hailo_head: bool = False):
     """Bench each checkpoint; returns the result dicts (emit(result) is called as each finishes)."""
     import torch
     threads = threads or os.cpu_count() or 1
@@ -247,7 +295,8 @@ def run(checkpoints=CHECKPOINTS, rounds: int = 15, calibration_frames: int = 64,
             try:
                 result = bench_checkpoint(name, work, rounds=rounds, calibration_frames=calibration_frames,
                                           validation_frames=validation_frames, threads=threads,
-                                          progress=progress, reuse=reuse)
+                                          progress=progress, reuse=reuse,
+                                          hailo_head=hailo_head and name in HAILO_HEAD_CHECKPOINTS)
             except ImportError as exc:  # demo_trained needs the rover package
                 result = {'checkpoint': name, 'skipped': exc.name or 'module'}
             results.append(result)
@@ -277,6 +326,12 @@ def format_line(r: dict) -> str:
     return 'bench quantize: ' + ' '.join(parts)
 
 
+def _print_result(r: dict):
+    print(format_line(r), flush=True)
+    if 'hailo_head' in r:
+        print(format_hailo_head_line(r['hailo_head']), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m rover_quantize.bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -292,6 +347,9 @@ def main(argv=None) -> int:
     parser.add_argument('--progress', action='store_true')
     parser.add_argument('--reuse', action='store_true',
                         help='with --keep: time the model directories already there instead of rebuilding')
+    parser.add_argument('--hailo-head', action='store_true',
+                        help='also build and time the INT8 head of the Hailo hybrid for synthetic '
+                             '(a second line: bench hailo_head: ...)')
     parser.add_argument('--qdq-debug', default=None, metavar='CHECKPOINT',
                         help='after timing, report the tensors with the worst SQNR of this checkpoint\'s '
                              'INT8 model (onnxruntime qdq_loss_debug; a few GB of memory at 360x640)')
@@ -306,7 +364,7 @@ def main(argv=None) -> int:
     keep = args.keep or (tempfile.mkdtemp(prefix='rover_bench_') if args.qdq_debug else None)
     try:
         run(names, args.rounds, args.calibration_frames, args.validation_frames, args.threads, keep,
-            args.progress, args.reuse, emit=lambda r: print(format_line(r), flush=True))
+            args.progress, args.reuse, emit=_print_result, hailo_head=args.hailo_head)
         if args.qdq_debug:
             report = {'checkpoint': args.qdq_debug, **qdq_debug(Path(keep) / args.qdq_debug / 'model')}
             print(format_debug_line(report), flush=True)

@@ -59,6 +59,10 @@ def _add_quant_args(p):
                         'action_head); repeatable')
     p.add_argument('--force', action='store_true',
                    help='write model_int8.onnx even if it misses the accuracy bar (marked in the manifest)')
+    p.add_argument('--hailo-head-int8', action='store_true',
+                   help='also quantize head.onnx (the Hailo hybrid\'s CPU part) with the same search into '
+                        'head_int8.onnx, on backbone.onnx\'s features of the same frames; written only if it '
+                        'meets the accuracy bar on the held-out frames (else a note in the manifest)')
     p.add_argument('--no-report', action='store_true', help='skip report/index.html')
     p.add_argument('--seed', type=int, default=0, help='seed for synthetic frames (default: 0)')
 
@@ -146,6 +150,13 @@ def _summary(manifest: dict, out: str):
         print(f"quantization: {q['mode']}, {q['int8_mac_fraction'] * 100:.0f}% of multiply-adds in INT8, "
               f"kept FP32: {', '.join(q['fp32_groups']) or 'none'}; calibration: {q['calibration_frames']} "
               f"frames ({q['calibration_source']})")
+        head = q.get('head_int8')
+        if head and 'mse' in head:
+            lat = head['latency_ms_p50']
+            print(f"hailo head INT8: {'written' if head['written'] else 'not written'}, "
+                  f"{head['int8_mac_fraction'] * 100:.0f}% of multiply-adds in INT8, mse={head['mse']:.3g} "
+                  f"max_abs_error={head['max_abs_error']:.3g}, ORT {lat['ort_fp32']:.1f} ms FP32 -> "
+                  f"{lat['ort_int8']:.1f} ms INT8")
     for note in manifest.get('notes', []):
         print(f'note: {note}')
     print(f"model directory: {out} ({', '.join(sorted(manifest['models'].values()))})")
@@ -163,7 +174,7 @@ def run(args) -> int:
             search=not args.no_search, keep_fp32=args.keep_fp32, per_channel=not args.per_tensor,
             force=args.force, seed=args.seed, report=not args.no_report,
             control_rate_hz=args.control_rate, progress=progress,
-            saturation_guard=not args.no_saturation_guard)
+            saturation_guard=not args.no_saturation_guard, head_int8=args.hailo_head_int8)
         _summary(manifest, args.output)
     elif args.command == 'export':
         from .pipeline import export_model_dir
@@ -180,7 +191,7 @@ def run(args) -> int:
             calibration_frames=args.calibration_frames, validation_frames=args.validation_frames,
             search=not args.no_search, keep_fp32=args.keep_fp32, per_channel=not args.per_tensor,
             force=args.force, seed=args.seed, report=not args.no_report, progress=progress,
-            saturation_guard=not args.no_saturation_guard)
+            saturation_guard=not args.no_saturation_guard, head_int8=args.hailo_head_int8)
         _summary(manifest, args.model_dir)
     elif args.command == 'validate':
         from .pipeline import revalidate

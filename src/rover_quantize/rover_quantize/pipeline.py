@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,12 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .errors import QuantizeError, ValidationFailed
 from .export import export_part, io_spec
 from .manifest import created_by, read_manifest
-from rover_common.model_contract import (BACKBONE, BACKBONE_FILE, CPU_FP32, CPU_INT8, FP32_FILE, HEAD, HEAD_FILE, INT8_FILE,
-                             REPORT_DIR, files_entry, new_manifest, sha256_of, verify_files, write_manifest)
+from rover_common.model_contract import (BACKBONE, BACKBONE_FILE, CPU_FP32, CPU_INT8, FP32_FILE, HEAD, HEAD_FILE,
+                             HEAD_INT8, HEAD_INT8_FILE, INT8_FILE, REPORT_DIR, files_entry, new_manifest,
+                             sha256_of, verify_files, write_manifest)
 from .modes import BAR_MAX, BAR_MSE, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE, MIN_INT8_MAC_FRACTION
-from .quantize import QuantSettings, preprocess, quantize_model
+from .groups import is_backbone
+from .quantize import QuantSettings, make_session, preprocess, quantize_model
 from .staging import StagedDir
 from .validation import validate
 
@@ -125,6 +127,71 @@ def feeds_for(manifest: dict, images: np.ndarray, states: np.ndarray, seed: int 
     return feeds
 
 
+def head_feeds(model_dir: Path, feeds: list[dict]) -> list[dict]:
+    """Feeds for head.onnx: backbone.onnx's FP32 features of each frame's image(s) in place of the
+    images (what the Hailo hybrid's head gets, up to the HEF's own quantization), the rest as is."""
+    backbone = make_session(Path(model_dir) / BACKBONE_FILE)
+    images = [i.name for i in backbone.get_inputs()]
+    names = [o.name for o in backbone.get_outputs()]
+    out = []
+    for feed in feeds:
+        features = backbone.run(names, {n: feed[n] for n in images})
+        out.append({**dict(zip(names, features)), **{k: v for k, v in feed.items() if k not in images}})
+    return out
+
+
+def _head_settings(settings: QuantSettings) -> QuantSettings:
+    """The whole model's settings for head.onnx: the backbone is not in it, so the mixed modes are
+    static there and --keep-fp32 keeps only the head's groups."""
+    mode = 'dynamic' if settings.mode == 'dynamic' else 'static'
+    return replace(settings, mode=mode, exclude_groups=[g for g in settings.exclude_groups if not is_backbone(g)],
+                   op_types=list(settings.op_types))
+
+
+def _quantize_head(model_dir: Path, manifest: dict, settings: QuantSettings, calib_feeds, selection, valid_feeds,
+                   action_scale, work: Path, progress: bool) -> dict:
+    """head_int8.onnx with the same search as the whole model, validated on the held-out frames;
+    moved into model_dir (and named in the manifest) only when it meets the bar. Returns the
+    manifest's quantization.head_int8 entry; a head that misses the bar is a note, not an error."""
+    settings = _head_settings(settings)
+    head_work = work / 'head'
+    head_fp32 = model_dir / HEAD_FILE
+    started = time.monotonic()
+    calib, select, valid = (head_feeds(model_dir, f) for f in (calib_feeds, selection, valid_feeds))
+    try:
+        pre = preprocess(head_fp32, work / 'head_pre.onnx')
+        result = quantize_model(pre, head_work, settings, calib, select, action_scale, progress)
+    except QuantizeError as exc:
+        return {'written': False, 'problems': [f'quantization failed: {exc}']}
+    run = validate(head_fp32, result.path, valid, action_scale, progress=progress)
+    v = run.metrics
+    min_fraction = MIN_INT8_MAC_FRACTION[settings.mode]
+    problems = []
+    if not v['passed']:
+        problems.append(f'missed the accuracy bar on {v["frames"]} held-out frames: MSE {v["mse"]:.3g} '
+                        f'(bar {BAR_MSE:g}), max error {v["max_abs_error"]:.3g} (bar {BAR_MAX:g})')
+    if result.mac_fraction < min_fraction:
+        problems.append(f'only {result.mac_fraction * 100:.0f}% of its multiply-adds would run in INT8 '
+                        f'(at least {min_fraction * 100:.0f}%)')
+    entry = {'written': not problems, 'mode': settings.mode, 'int8_mac_fraction': round(result.mac_fraction, 4),
+             'min_int8_mac_fraction': min_fraction, 'fp32_groups': result.fp32_groups,
+             'saturation_guard': settings.guard_variant if settings.saturation_guard and settings.mode != 'dynamic'
+             else 'off',
+             'frames': v['frames'], 'mse': v['mse'], 'max_abs_error': v['max_abs_error'], 'passed': v['passed'],
+             'features_from': 'backbone.onnx (FP32)',
+             # same session options (ORT's default threads) for both, runs interleaved frame by frame
+             'latency_ms_p50': {'ort_fp32': float(np.median(run.latency_fp32_ms)),
+                                'ort_int8': float(np.median(run.latency_int8_ms))},
+             'seconds': round(time.monotonic() - started, 1)}
+    if problems:
+        entry['problems'] = problems
+    else:
+        shutil.move(str(result.path), model_dir / HEAD_INT8_FILE)
+        manifest['models'][HEAD_INT8] = HEAD_INT8_FILE
+        manifest['files'].update(files_entry(model_dir, [HEAD_INT8_FILE]))
+    return entry
+
+
 def _check_camera(ck: LoadedCheckpoint):
     if not ck.cfg.image_features:
         raise QuantizeError('the checkpoint has no camera input; the rover model directory needs one')
@@ -222,8 +289,10 @@ def quantize_model_dir(model_dir, *, bags=None, image_topic: str | None = None,
                        validation_frames: int = DEFAULT_VALIDATION_FRAMES, search: bool = True,
                        keep_fp32: list | None = None, per_channel: bool = True, force: bool = False,
                        seed: int = 0, report: bool = True, progress: bool = True,
-                       ck: LoadedCheckpoint | None = None, saturation_guard: bool = True) -> dict:
+                       ck: LoadedCheckpoint | None = None, saturation_guard: bool = True,
+                       head_int8: bool = False) -> dict:
     """Calibrate, quantize and validate the FP32 model of a model directory; update its manifest.
+    With head_int8, also head_int8.onnx for the Hailo hybrid (written only if it meets the bar).
 
     Works on a staged copy: the directory is replaced only when the INT8 model meets the bar on
     held-out frames (or `force`), or when it held no INT8 model to lose (then the manifest says
@@ -242,18 +311,20 @@ def quantize_model_dir(model_dir, *, bags=None, image_topic: str | None = None,
     with stage:
         return _quantize_into(stage, frames, settings, calibration_frames, seed=seed, force=force,
                               report=report, progress=progress, ck=ck,
-                              replace_refused=CPU_INT8 not in manifest['models'])
+                              replace_refused=CPU_INT8 not in manifest['models'], head_int8=head_int8)
 
 
 def _quantize_into(stage: StagedDir, frames: FrameSets, settings: QuantSettings, calibration_frames: int, *,
                    seed: int, force: bool, report: bool, progress: bool, ck: LoadedCheckpoint | None,
-                   replace_refused: bool) -> dict:
+                   replace_refused: bool, head_int8: bool = False) -> dict:
     """Quantize the model in a staged directory and commit it (see quantize_model_dir)."""
     model_dir = stage.path
     manifest = read_manifest(model_dir)
-    (model_dir / INT8_FILE).unlink(missing_ok=True)
-    manifest['models'].pop(CPU_INT8, None)
-    manifest['files'].pop(INT8_FILE, None)
+    # an INT8 head from an earlier run goes too: it belongs to the quantization being replaced
+    for key, name in ((CPU_INT8, INT8_FILE), (HEAD_INT8, HEAD_INT8_FILE)):
+        (model_dir / name).unlink(missing_ok=True)
+        manifest['models'].pop(key, None)
+        manifest['files'].pop(name, None)
     mode = settings.mode
     # Selection frames (for the search) come out of the same spread-out set but are not used to
     # calibrate: errors on frames the ranges were fitted to would flatter the model.
@@ -308,6 +379,13 @@ def _quantize_into(stage: StagedDir, frames: FrameSets, settings: QuantSettings,
                                          + '; '.join(problems))
         else:
             manifest['notes'].append('model_int8.onnx was not written: ' + '; '.join(problems))
+        if head_int8:
+            head = _quantize_head(model_dir, manifest, settings, calib_feeds, selection, valid_feeds,
+                                  action_scale, work, progress)
+            manifest['quantization']['head_int8'] = head
+            if not head['written']:
+                manifest['notes'].append(f'{HEAD_INT8_FILE} (--hailo-head-int8) was not written: '
+                                         + '; '.join(head['problems']) + '; the hailo hybrid runs head.onnx (FP32)')
         write_manifest(model_dir, manifest)
         if report:
             from .report import write_report
@@ -330,8 +408,9 @@ def build_model_dir(checkpoint, out_dir, *, bags=None, image_topic: str = 'camer
                     validation_frames: int = DEFAULT_VALIDATION_FRAMES, search: bool = True,
                     keep_fp32: list | None = None, per_channel: bool = True, force: bool = False,
                     seed: int = 0, report: bool = True, control_rate_hz: float = 30.0,
-                    progress: bool = True, saturation_guard: bool = True) -> dict:
-    """The whole offline pipeline; returns the manifest. With bags=None it calibrates and validates
+                    progress: bool = True, saturation_guard: bool = True, head_int8: bool = False) -> dict:
+    """The whole offline pipeline; returns the manifest. head_int8: also an INT8 head.onnx for
+    the Hailo hybrid (see quantize_model_dir). With bags=None it calibrates and validates
     on synthetic frames and says so in the manifest (`quantization.calibration_source`).
 
     Every input is checked before the long export (checkpoint, settings, output directory, bags:
@@ -353,7 +432,8 @@ def build_model_dir(checkpoint, out_dir, *, bags=None, image_topic: str = 'camer
     with stage:
         _export_into(stage.path, ck, image_topic, control_rate_hz, progress)
         return _quantize_into(stage, frames, settings, calibration_frames, seed=seed, force=force,
-                              report=report, progress=progress, ck=ck, replace_refused=not had_int8)
+                              report=report, progress=progress, ck=ck, replace_refused=not had_int8,
+                              head_int8=head_int8)
 
 
 def revalidate(model_dir, *, bags=None, image_topic: str | None = None, state_topic: str = 'rover/state',

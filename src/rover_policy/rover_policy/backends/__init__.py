@@ -6,15 +6,19 @@ HAILO = 'hailo'
 BACKENDS = (CPU_INT8, CPU_FP32, HAILO)   # the CPU ones are the manifest's models keys
 
 
-def create_backend(model, backend: str, threads: int = 4, hef_path: str = '') -> Backend:
-    """The backend named `backend` for a loaded ModelDir; files are sha256-checked on load."""
+HAILO_HEADS = ('fp32', 'int8')           # the hailo hybrid's CPU head: head.onnx or head_int8.onnx
+
+
+def create_backend(model, backend: str, threads: int = 4, hef_path: str = '', hailo_head: str = 'fp32') -> Backend:
+    """The backend named `backend` for a loaded ModelDir; files are sha256-checked on load.
+    `hailo_head` is the hailo backend's only (the CPU backends run one whole graph)."""
     if backend in (CPU_INT8, CPU_FP32):
         from rover_policy.backends.ort_backend import OrtBackend
         return OrtBackend(model, backend, threads)
     if backend == HAILO:
         from rover_policy.backends.hailo_backend import HailoBackend
-        return HailoBackend(model, hef_path=hef_path, threads=threads)
+        return HailoBackend(model, hef_path=hef_path, threads=threads, head=hailo_head)
     raise BackendError(f'unknown backend {backend!r}; expected one of {", ".join(BACKENDS)}')
 
 
-__all__ = ['BACKENDS', 'Backend', 'BackendError', 'create_backend']
+__all__ = ['BACKENDS', 'HAILO_HEADS', 'Backend', 'BackendError', 'create_backend']

@@ -18,7 +18,8 @@ Two shapes of HEF are accepted and checked against the manifest at start:
 - hybrid: one input (the image, NHWC [H, W, 3]) and one output, the backbone's
   feature map NHWC [h, w, C]; it is transposed to the manifest's NCHW `features`
   and `head.onnx` runs on the CPU with ONNX Runtime (what the Hailo-8L handles well:
-  the ResNet on the NPU, the transformer on the CPU);
+  the ResNet on the NPU, the transformer on the CPU); `head='int8'` runs the manifest's
+  head_int8.onnx instead (built with `rover-quantize build --hailo-head-int8`);
 - whole model: two inputs (image [H, W, 3] and state with state_dim values) and
   one output holding chunk_size * action_dim values.
 Inputs and outputs use FormatType.FLOAT32, so HailoRT quantizes and dequantizes
@@ -31,6 +32,7 @@ import os
 
 import numpy as np
 
+from rover_common.model_contract import HEAD, HEAD_INT8
 from rover_policy.backends.base import Backend, BackendError
 from rover_policy.backends.ort_backend import check_io, make_session
 
@@ -57,11 +59,16 @@ def import_hailo_platform():
     return hailo_platform
 
 
+HEADS = {'fp32': HEAD, 'int8': HEAD_INT8}  # the hybrid's CPU head -> the manifest's models key
+
+
 class HailoBackend(Backend):
     name = 'hailo'
 
-    def __init__(self, model, hef_path: str = '', threads: int = 4, timeout_ms: int = 1000):
+    def __init__(self, model, hef_path: str = '', threads: int = 4, timeout_ms: int = 1000, head: str = 'fp32'):
         self._model = model
+        self.head = head
+        self._head_key = self._resolve_head(model, head)  # before the device: a wrong choice fails fast
         self._stack = contextlib.ExitStack()  # VDevice, then the configured model: closed in reverse
         self._configured = None
         self._bindings = None
@@ -84,6 +91,18 @@ class HailoBackend(Backend):
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _resolve_head(model, head):
+        if head not in HEADS:
+            raise BackendError(f'unknown hailo head {head!r}; expected one of {", ".join(HEADS)}')
+        if not (model.manifest.get('models') or {}).get(HEADS[head]):
+            raise BackendError(
+                f'hailo_head={head} needs models.{HEADS[head]} in {model.manifest_path}, which names none; '
+                'rebuild the model directory with `rover-quantize build --hailo-head-int8` (or '
+                '`rover-quantize quantize --hailo-head-int8`; its manifest notes say why when the INT8 head '
+                'missed the accuracy bar), or set hailo_head to fp32')
+        return HEADS[head]
 
     @staticmethod
     def _resolve_hef(model, hef_path):
@@ -126,7 +145,7 @@ class HailoBackend(Backend):
                 self.quant_infos[stream.name] = (float(infos[0].qp_scale), float(infos[0].qp_zp))
         self._head = None
         if self.mode == 'hybrid':
-            head_path = model.verified_model('head')
+            head_path = model.verified_model(self._head_key)
             self._head = make_session(head_path, threads)
             check_io(self._head, head_path,
                      {model.features.name: (model.features.shape, 'float32'),
@@ -198,8 +217,11 @@ class HailoBackend(Backend):
         return np.asarray(actions[0], dtype=np.float32)
 
     def describe(self) -> dict:
-        return {'backend': self.name, 'hailo_mode': self.mode,
+        info = {'backend': self.name, 'hailo_mode': self.mode,
                 'hef': os.path.basename(self.hef_path), 'hef_sha256_verified': self.hef_verified}
+        if self.mode == 'hybrid':
+            info['hailo_head'] = self.head
+        return info
 
     def _hand_over(self, stream, array, shape):
         """set_buffer() after the checks HailoRT does not make (it reads raw bytes of any dtype/shape)."""
