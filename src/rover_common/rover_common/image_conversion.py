@@ -1,26 +1,20 @@
 """The one place that turns images into messages and back.
 
 cv_bridge is used when it can be imported (a full ROS install, e.g. the Pi);
-otherwise a numpy conversion with the same behaviour for the encodings we use.
+otherwise a numpy conversion with the same behaviour for the encodings we use
+(the pixel reading is rover_common.image_decode's, shared with the bag readers).
 """
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
+
+from rover_common import image_decode
 
 try:  # the tests inject a stand-in (test_image_conversion_contract.py)
     from cv_bridge import CvBridge
     _BRIDGE = CvBridge()
 except ImportError:  # the PyPI set-up has no cv_bridge
     _BRIDGE = None
-
-# encoding -> (channels, conversion to BGR or None)
-_ENCODINGS = {
-    'bgr8': (3, None),
-    'rgb8': (3, cv2.COLOR_RGB2BGR),
-    'bgra8': (4, cv2.COLOR_BGRA2BGR),
-    'rgba8': (4, cv2.COLOR_RGBA2BGR),
-    'mono8': (1, cv2.COLOR_GRAY2BGR),
-}
 
 
 def backend_name() -> str:
@@ -47,24 +41,17 @@ def bgr_to_image_msg(bgr: np.ndarray, stamp, frame_id: str) -> Image:
 
 def image_msg_to_bgr(msg: Image) -> np.ndarray:
     """An HxWx3 uint8 BGR array of a sensor_msgs/Image (8-bit encodings)."""
-    if msg.encoding not in _ENCODINGS:
-        raise ValueError(
-            f'unsupported image encoding {msg.encoding!r}; expected one of {", ".join(_ENCODINGS)}')
-    channels, conversion = _ENCODINGS[msg.encoding]
-    row_bytes = msg.width * channels
-    # checked here for both branches: cv_bridge would raise numpy's TypeError for short data
-    # and silently read past a step shorter than a row
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise ValueError(
-            f'image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}')
+    # checked (image_decode) for both branches: cv_bridge would raise numpy's TypeError for
+    # short data and silently read past a step shorter than a row
+    try:
+        pixels = image_decode.raw_pixels(msg)
+    except image_decode.ImageDecodeError as exc:  # this API's error is a plain ValueError
+        raise ValueError(str(exc)) from None
     # cv_bridge's Python reads rows of step // channels whole pixels, so it needs the step to be
-    # a whole number of pixels; the numpy path below handles any row padding
-    if _BRIDGE is not None and msg.step % channels == 0:
+    # a whole number of pixels; the numpy path handles any row padding
+    if _BRIDGE is not None and msg.step % pixels.shape[2] == 0:
         return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='bgr8')
-    flat = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
-    rows = flat.reshape(msg.height, msg.step)[:, :row_bytes]  # drop row padding
-    pixels = rows.reshape(msg.height, msg.width, channels)
-    return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)
+    return image_decode.pixels_to_bgr(pixels, msg.encoding)
 
 
 def bgr_to_compressed_msg(bgr: np.ndarray, stamp, frame_id: str, quality: int = 80) -> CompressedImage:

@@ -24,8 +24,9 @@ def is_compressed(msgtype: str) -> bool:
     return msgtype.endswith('CompressedImage')
 
 
-def raw_to_rgb(msg) -> np.ndarray:
-    """H x W x 3 uint8 RGB of a sensor_msgs/Image (rgb8/bgr8/mono8/rgba8/bgra8); rows may be padded."""
+def raw_pixels(msg) -> np.ndarray:
+    """H x W x channels uint8 pixels of a sensor_msgs/Image (rgb8/bgr8/mono8/rgba8/bgra8), row
+    padding dropped; the checks every conversion needs (encoding, step, data size)."""
     enc = msg.encoding
     if enc not in CHANNELS:
         raise ImageDecodeError(f'unsupported image encoding {enc!r}; expected one of {", ".join(CHANNELS)}')
@@ -33,7 +34,12 @@ def raw_to_rgb(msg) -> np.ndarray:
     data = np.asarray(msg.data, np.uint8).reshape(-1)
     if step < w * ch or data.size < step * h:
         raise ImageDecodeError(f'image data too short: {data.size} bytes for {h} rows of step {step}')
-    px = data[:step * h].reshape(h, step)[:, :w * ch].reshape(h, w, ch)
+    return data[:step * h].reshape(h, step)[:, :w * ch].reshape(h, w, ch)
+
+
+def raw_to_rgb(msg) -> np.ndarray:
+    """H x W x 3 uint8 RGB of a sensor_msgs/Image (rgb8/bgr8/mono8/rgba8/bgra8); rows may be padded."""
+    px, enc = raw_pixels(msg), msg.encoding
     if enc == 'rgb8':
         return px.copy()
     if enc == 'bgr8':
@@ -43,6 +49,15 @@ def raw_to_rgb(msg) -> np.ndarray:
     if enc == 'rgba8':
         return px[..., :3].copy()
     return px[..., 2::-1].copy()  # bgra8
+
+
+_TO_BGR = {'rgb8': cv2.COLOR_RGB2BGR, 'bgra8': cv2.COLOR_BGRA2BGR, 'rgba8': cv2.COLOR_RGBA2BGR,
+           'mono8': cv2.COLOR_GRAY2BGR}
+
+
+def pixels_to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """H x W x 3 uint8 BGR (a new array) of raw_pixels() of an image in `encoding`."""
+    return pixels.copy() if encoding == 'bgr8' else cv2.cvtColor(pixels, _TO_BGR[encoding])
 
 
 def compressed_to_rgb(msg) -> np.ndarray:

@@ -20,7 +20,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from rover_common import image_conversion
+from rover_common import image_conversion, image_decode
 
 
 class CvBridgeError(TypeError):
@@ -213,7 +213,7 @@ def decode_cases():
 
 
 CASES = list(decode_cases())
-assert set(IN_ENCODING) == set(image_conversion._ENCODINGS), 'a decoded encoding has no contract case'
+assert set(IN_ENCODING) == set(image_decode.CHANNELS), 'a decoded encoding has no contract case'
 
 
 @pytest.mark.parametrize('msg, expected', [c[1:] for c in CASES], ids=[c[0] for c in CASES])
