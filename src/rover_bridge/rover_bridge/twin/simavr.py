@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from rover_bridge.twin.firmware_twin import FirmwareConfig
 from rover_bridge.twin.link_lock import LinkInUse
+from rover_common.deadline_loop import DeadlineLoop
 
 DEBIAN_PACKAGES = ('gcc-avr', 'avr-libc', 'arduino-core-avr', 'simavr', 'libsimavr-dev')
 INSTALL = 'apt-get install ' + ' '.join(DEBIAN_PACKAGES)
@@ -226,27 +227,24 @@ class FirmwareArduino:
         self.board: EmulatedBoard | None = None
         self.firmware: Build | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
+        self._loop: DeadlineLoop | None = None
+        self._last_step: float | None = None
 
     def start(self) -> 'FirmwareArduino':
         """Builds (cached) and starts the runner. Raises FirmwareUnavailable or LinkInUse."""
         self.firmware = build(self.defines)
         # started from the node's main thread: dies with the sim process, never outlives it
         self.board = EmulatedBoard(self.firmware, self.link, self.realtime_factor, die_with_parent=True)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name='firmware_vehicle', daemon=True)
-        self._thread.start()
+        self._last_step = None
+        self._loop = DeadlineLoop(self.physics_period, self._step, name='firmware_vehicle').start()
         return self
 
-    def _run(self):
-        last = time.monotonic()
-        while not self._stop.wait(self.physics_period):
-            now = time.monotonic()
-            steering, throttle = self.controls()
-            with self._lock:
-                self.vehicle.step(now - last, steering, throttle)
-            last = now
+    def _step(self, scheduled, actual):
+        steering, throttle = self.controls()
+        with self._lock:
+            if self._last_step is not None:
+                self.vehicle.step(actual - self._last_step, steering, throttle)
+            self._last_step = actual
 
     def controls(self) -> tuple[float, float]:
         """The normalized (steering, throttle) the pins show now."""
@@ -263,10 +261,9 @@ class FirmwareArduino:
         return self.board is not None and self.board.alive()
 
     def stop(self) -> int:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        if self._loop is not None:
+            self._loop.stop()
+            self._loop = None
         code = self.board.stop() if self.board else 0
         return code
 
