@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from rover_common.model_contract import HEAD, HEAD_INT8
+from rover_policy.backends import HAILO_HEADS
 from rover_policy.backends.base import Backend, BackendError
 from rover_policy.backends.ort_backend import check_io, make_session
 
@@ -59,7 +60,7 @@ def import_hailo_platform():
     return hailo_platform
 
 
-HEADS = {'fp32': HEAD, 'int8': HEAD_INT8}  # the hybrid's CPU head -> the manifest's models key
+HEADS = dict(zip(HAILO_HEADS, (HEAD, HEAD_INT8)))  # the hybrid's CPU head -> the manifest's models key
 
 
 class HailoBackend(Backend):
