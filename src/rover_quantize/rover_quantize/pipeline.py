@@ -127,10 +127,11 @@ def feeds_for(manifest: dict, images: np.ndarray, states: np.ndarray, seed: int 
     return feeds
 
 
-def head_feeds(model_dir: Path, feeds: list[dict]) -> list[dict]:
+def head_feeds(model_dir: Path, feeds: list[dict], backbone=None) -> list[dict]:
     """Feeds for head.onnx: backbone.onnx's FP32 features of each frame's image(s) in place of the
-    images (what the Hailo hybrid's head gets, up to the HEF's own quantization), the rest as is."""
-    backbone = make_session(Path(model_dir) / BACKBONE_FILE)
+    images (what the Hailo hybrid's head gets, up to the HEF's own quantization), the rest as is.
+    `backbone`: an open session of backbone.onnx, to reuse over several frame sets."""
+    backbone = backbone or make_session(Path(model_dir) / BACKBONE_FILE)
     images = [i.name for i in backbone.get_inputs()]
     names = [o.name for o in backbone.get_outputs()]
     out = []
@@ -157,7 +158,8 @@ def _quantize_head(model_dir: Path, manifest: dict, settings: QuantSettings, cal
     head_work = work / 'head'
     head_fp32 = model_dir / HEAD_FILE
     started = time.monotonic()
-    calib, select, valid = (head_feeds(model_dir, f) for f in (calib_feeds, selection, valid_feeds))
+    backbone = make_session(model_dir / BACKBONE_FILE)
+    calib, select, valid = (head_feeds(model_dir, f, backbone) for f in (calib_feeds, selection, valid_feeds))
     try:
         pre = preprocess(head_fp32, work / 'head_pre.onnx')
         result = quantize_model(pre, head_work, settings, calib, select, action_scale, progress)
