@@ -83,17 +83,62 @@ class FeedsReader(CalibrationDataReader):
         return len(self.feeds)
 
 
+# Our methods that are ORT methods with other options or a post-processing step: the calibration
+# cache (and quantize_static's calibrate_method, which must match it) carries the ORT method.
+ORT_METHOD = {'MinMaxAverage': 'MinMax', 'MSE': 'Percentile'}
+
+
+def ort_method(method: str) -> str:
+    return ORT_METHOD.get(method, method)
+
+
+def mse_range(hist: np.ndarray, edges: np.ndarray, lowest: float, highest: float,
+              levels: int = 256) -> tuple[float, float]:
+    """The range [lo, hi] of one tensor that minimizes the expected squared quantization error,
+    from a histogram of its absolute values (edges from 0): values beyond the threshold T are
+    clipped to it (error (|x| - T)^2), values inside get the rounding noise of a uniform
+    quantizer over [lo, hi] (step^2 / 12). lo is 0 for a non-negative tensor (its first bin holds
+    the exact zeros ReLU makes, which round to themselves) and max(lowest, -T) otherwise.
+    Every bin edge is tried, vectorized with tail sums: O(bins)."""
+    n = hist.astype(np.float64)
+    c = (edges[:-1].astype(np.float64) + edges[1:]) / 2
+    t = edges[1:].astype(np.float64)  # candidate thresholds: the upper edge of each bin
+    # tail sums over the bins above each candidate (bin i is clipped by thresholds t[k], k < i)
+    s0, s1, s2 = (np.concatenate([np.cumsum((n * c ** p)[::-1])[::-1][1:], [0.0]]) for p in (0, 1, 2))
+    clip = s2 - 2 * t * s1 + t * t * s0
+    non_negative = lowest >= 0
+    lo = np.zeros_like(t) if non_negative else np.maximum(lowest, -t)
+    hi = np.minimum(highest, t)
+    inside = np.cumsum(n) - (n[0] if non_negative else 0.0)
+    step = (hi - lo) / (levels - 1)
+    k = int(np.argmin(clip + inside * step * step / 12))
+    return float(lo[k]), float(hi[k])
+
+
+def _mse_ranges(histograms: dict, levels: int = 256):
+    """TensorsData of MSE-optimal ranges from a PercentileCalibrater's |x| histograms."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    data = {}
+    for tensor, (hist, edges, lowest, highest) in histograms.items():
+        lo, hi = mse_range(hist, edges, float(lowest), float(highest), levels)
+        data[tensor] = TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32),
+                                  hist=hist, bins=edges.astype(np.float32))
+    return TensorsData(CalibrationMethod.Percentile, data)
+
+
 def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'MinMax',
                      chunk: int = 8, progress: bool = True, extra_options: dict | None = None,
-                     op_types=None):
+                     op_types=None, mse_cache_path=None):
     """Activation ranges of the tensors the quantizer needs, saved as an ORT calibration cache.
 
     MinMax: the augmented model reduces each tensor to its min/max per frame inside the graph,
     so all frames go through in one pass; 'MinMaxAverage' averages the per-frame extremes
     (ORT's CalibMovingAverage) instead of taking the extreme of all frames, which is less
-    driven by a single outlier frame. Histogram methods (Percentile, Entropy) keep whole
+    driven by a single outlier frame. Histogram methods (Percentile, Entropy, MSE) keep whole
     tensors, so frames go through in chunks whose histograms are merged (ORT's own
-    CalibMaxIntermediateOutputs option drops data instead). The cache is handed to
+    CalibMaxIntermediateOutputs option drops data instead). MSE takes the Percentile
+    calibrator's histograms of |x| and picks each tensor's range with mse_range; with
+    mse_cache_path, a Percentile calibration also saves the MSE ranges of the same histograms there. The cache is handed to
     quantize_static(calibration_cache_path=...) so several quantization variants can be
     tried without calibrating again.
     """
@@ -102,7 +147,7 @@ def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'M
 
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
     from tqdm import tqdm
-    ort_method = 'MinMax' if method == 'MinMaxAverage' else method
+    ort_name = ort_method(method)
     # create_calibrator's own option names (quantize_static calls these CalibMovingAverage...)
     options = {'moving_average': method == 'MinMaxAverage', 'averaging_constant': 0.5}
     options.update(extra_options or {})
@@ -112,15 +157,18 @@ def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'M
     with tempfile.TemporaryDirectory(prefix='rover_calib.', dir=Path(cache_path).parent) as tmp:
         calibrator = create_calibrator(Path(model_path), list(op_types) if op_types else None,
                                        augmented_model_path=str(Path(tmp) / 'augmented.onnx'),
-                                       calibrate_method=getattr(CalibrationMethod, ort_method),
+                                       calibrate_method=getattr(CalibrationMethod, ort_name),
                                        extra_options=options)
         reader = FeedsReader(feeds, bar)
-        step = len(feeds) if ort_method == 'MinMax' else chunk
+        step = len(feeds) if ort_name == 'MinMax' else chunk
         with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print per chunk
             for start in range(0, len(feeds), step):
                 reader.set_range(start, start + step)
                 calibrator.collect_data(reader)
-            ranges = calibrator.compute_data()
+            ranges = (_mse_ranges(calibrator.collector.histogram_dict) if method == 'MSE'
+                      else calibrator.compute_data())
+            if mse_cache_path is not None and ort_name == 'Percentile':
+                save_tensors_data(_mse_ranges(calibrator.collector.histogram_dict), Path(mse_cache_path))
         del calibrator
     bar.close()
     save_tensors_data(ranges, Path(cache_path))

@@ -24,9 +24,10 @@ import onnx
 import onnxruntime as ort
 
 from .bias_correction import bias_correct, input_channel_means
+from .calibration import ort_method
 from .errors import QuantizeError
 from .groups import Candidate, candidates, is_backbone
-from .modes import (BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE,
+from .modes import (AUTO_METHOD, AUTO_METHODS, BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE,
                     MIN_INT8_MAC_FRACTION, MODES)
 
 DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Relu', 'MaxPool')
@@ -243,8 +244,7 @@ def _static(pre_path, out_path, settings: QuantSettings, cache_path, nodes: list
             activation_type=getattr(QuantType, settings.activation_type),
             weight_type=getattr(QuantType, settings.weight_type),
             nodes_to_quantize=nodes,
-            calibrate_method=getattr(CalibrationMethod, 'MinMax' if settings.calibration_method == 'MinMaxAverage'
-                                     else settings.calibration_method),
+            calibrate_method=getattr(CalibrationMethod, ort_method(settings.calibration_method)),
             calibration_cache_path=str(cache_path), extra_options={**extra, 'ForceQuantizeNoInputCheck': True})
     return out_path
 
@@ -318,10 +318,13 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         return QuantResult(out, settings, active, sorted(set(groups) - set(active)),
                            [], metrics, log, time.monotonic() - started, fraction(active))
 
-    cache = work_dir / f'calibration_{settings.calibration_method}.json'
-    if not cache.exists():
-        calibrate_ranges(pre_path, calib_feeds, cache, settings.calibration_method, progress=progress,
-                         op_types=settings.op_types)
+    # 'auto': Percentile and MSE ranges from one histogram pass; the all-INT8 builds below keep
+    # the method with the lower selection error
+    methods = AUTO_METHODS if settings.calibration_method == AUTO_METHOD else (settings.calibration_method,)
+    caches = {m: work_dir / f'calibration_{m}.json' for m in methods}
+    if not all(c.exists() for c in caches.values()):
+        calibrate_ranges(pre_path, calib_feeds, caches[methods[0]], methods[0], progress=progress,
+                         op_types=settings.op_types, mse_cache_path=caches.get('MSE') if len(methods) > 1 else None)
 
     trial = [0]
     means = input_channel_means(pre_path, calib_feeds[:32], [c.name for c in cands if c.cost > 0]) \
@@ -332,29 +335,47 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         out = work_dir / f'trial_{trial[0]}.onnx'
         if variant is not None:
             settings.guard_variant = variant
-        _static(pre_path, out, settings, cache, nodes_of(gs))
-        if means:
+        _static(pre_path, out, settings, caches[settings.calibration_method], nodes_of(gs))
+        if settings.bias_correction:
             bias_correct(pre_path, out, means)
         return out, evaluator.error(out)
 
-    if not settings.saturation_guard:
-        best_path, best = build(active)
-        log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error']})
-    else:
-        tried = {}
-        for variant in GUARD_VARIANTS:
-            tried[variant] = build(active, variant)
-            log.append({'step': f'all, saturation guard {variant}', 'fp32_groups': [],
-                        'mse': tried[variant][1]['mse'], 'max': tried[variant][1]['max_abs_error']})
-        chosen = min(GUARD_VARIANTS, key=lambda v: tried[v][1]['mse'])
-        for variant, (path, _) in tried.items():
-            if variant != chosen:
-                path.unlink(missing_ok=True)
-        settings.guard_variant = chosen
-        best_path, best = tried[chosen]
-        log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error'],
-                    'saturation_guard': chosen})
-    guarded = set(guarded_weights(pre_path, settings, cache))
+    # every (calibration method, saturation guard variant) on the all-INT8 model; the lowest MSE is kept
+    tried = {}
+    for method in methods:
+        settings.calibration_method = method
+        for variant in (GUARD_VARIANTS if settings.saturation_guard else (None,)):
+            tried[method, variant] = build(active, variant)
+            log.append({'step': f'all, calibration {method}' + (f', saturation guard {variant}' if variant else ''),
+                        'fp32_groups': [], 'mse': tried[method, variant][1]['mse'],
+                        'max': tried[method, variant][1]['max_abs_error']})
+    chosen = min(tried, key=lambda k: tried[k][1]['mse'])
+    for key, (path, _) in tried.items():
+        if key != chosen:
+            path.unlink(missing_ok=True)
+    settings.calibration_method, variant = chosen
+    if variant is not None:
+        settings.guard_variant = variant
+    best_path, best = tried[chosen]
+    if settings.bias_correction:
+        # Kept only where it measurably helps: it corrects the weights' mean output shift (and, on
+        # x86 without VNNI, much of the saturation's), but with VNNI kernels it was measured to add
+        # error on the trained demo policy (see the README).
+        settings.bias_correction = False
+        path, plain = build(active)
+        log.append({'step': 'all, bias correction off', 'fp32_groups': [], 'mse': plain['mse'],
+                    'max': plain['max_abs_error']})
+        if plain['mse'] < best['mse']:
+            best_path.unlink(missing_ok=True)
+            best_path, best = path, plain
+        else:
+            path.unlink(missing_ok=True)
+            settings.bias_correction = True
+    log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error'],
+                'calibration_method': settings.calibration_method,
+                'saturation_guard': settings.guard_variant if settings.saturation_guard else 'off',
+                'bias_correction': settings.bias_correction})
+    guarded = set(guarded_weights(pre_path, settings, caches[settings.calibration_method]))
     if settings.search and not _passes_search(best) and len(active) > 1:
         # Each group's own error (only that group quantized), per unit of compute it saves.
         sens = {}

@@ -41,7 +41,7 @@ def test_manifest_contract(built):
     assert q['calibration_frames'] == CALIB and q['int8_mac_fraction'] >= 0.5
     # the saturation guard variant is chosen by measurement: the most accurate all-INT8 model
     tried = {s['step'].rsplit(' ', 1)[1]: s['mse'] for s in q['search']
-             if s['step'].startswith('all, saturation guard')}
+             if s['step'].startswith(f"all, calibration {q['calibration_method']}, saturation guard")}
     assert set(tried) == {'signed+pixels', 'signed', 'off'}
     assert q['saturation_guard'] == min(tried, key=tried.get)
     if q['saturation_guard'] == 'signed+pixels' and 'backbone.stem' not in q['fp32_groups']:
@@ -253,3 +253,21 @@ def test_other_modes(built, tmp_path, mode):
     expected = {'DynamicQuantizeLinear', 'MatMulInteger'} if mode == 'dynamic' else {'QuantizeLinear'}
     assert ops & expected, ops
     assert manifest['validation']['frames'] == 6
+
+
+def test_auto_calibration_measures_percentile_and_mse(built, tmp_path):
+    model_dir = tmp_path / 'md'
+    shutil.copytree(built.model_dir, model_dir)
+    manifest = pipeline.quantize_model_dir(model_dir, calibration_method='auto', bags=[built.bag],
+                                           calibration_frames=8, validation_frames=6, search=False,
+                                           report=False, progress=False, ck=built.loaded, force=True)
+    q = manifest['quantization']
+    steps = [s['step'] for s in q['search']]
+    # both methods' all-INT8 models were built and measured, bias correction on and off
+    assert any('calibration Percentile' in s for s in steps) and any('calibration MSE' in s for s in steps)
+    assert 'all, bias correction off' in steps
+    measured = {s['step']: s['mse'] for s in q['search'] if s['step'].startswith('all, calibration')}
+    final = q['search'][-1]
+    assert final['step'] == 'all' and q['calibration_method'] in ('Percentile', 'MSE')
+    assert final['mse'] <= min(measured.values()) + 1e-12   # the kept model is the best one measured
+    assert q['bias_correction'] == final['bias_correction']
