@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .modes import CALIBRATION_METHODS
+
 CHECKPOINTS = ('synthetic', 'lerobot_init', 'demo_trained')
 DEMO_RECORDING_FRAMES = 320    # rendered track frames in the recording (calibration + selection + validation)
 DEMO_RECORDING_SEED = 11       # not the seed the demo calibrates on (7): a fresh recording
@@ -102,7 +104,7 @@ def prepare_checkpoint(name: str, work: Path) -> dict:
 
 def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: int,
                      validation_frames: int, threads: int, progress: bool = False,
-                     reuse: bool = False, hailo_head: bool = False) -> dict:
+                     reuse: bool = False, hailo_head: bool = False, calibration_method: str | None = None) -> dict:
     """Build (or, with reuse, read) the model directory of one checkpoint and time it."""
     import torch
 
@@ -124,7 +126,8 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
         shutil.rmtree(model_dir, ignore_errors=True)
         manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
                                    validation_frames=validation_frames, report=False, progress=progress,
-                                   force=True, head_int8=hailo_head, **args)
+                                   force=True, head_int8=hailo_head, **args,
+                                   **({'calibration_method': calibration_method} if calibration_method else {}))
     build_s = time.monotonic() - started
     fp32_path = model_dir / 'model_fp32.onnx'
     int8_path = model_dir / 'model_int8.onnx'
@@ -150,6 +153,7 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
     result = {'checkpoint': name, 'input': f'{h}x{w}', 'params': manifest['architecture']['parameters'],
               'macs': count_macs(fp32_path), 'threads': threads, 'rounds': rounds, 'build_s': build_s,
               'calibration': q.get('calibration_source', '?'), 'mode': q.get('mode', '?'),
+              'ranges': q.get('calibration_method') or '?',
               'int8_mac_fraction': q.get('int8_mac_fraction', 0.0), 'fp32_groups': q.get('fp32_groups', []),
               'mse': v.get('mse', float('nan')), 'max_error': v.get('max_abs_error', float('nan')),
               'passed': bool(v.get('passed'))}  # the accuracy bar on held-out frames
@@ -282,7 +286,7 @@ def format_debug_line(d: dict) -> str:
 
 def run(checkpoints=CHECKPOINTS, rounds: int = 15, calibration_frames: int = 64, validation_frames: int = 50,
         threads: int = 0, keep: str | None = None, progress: bool = False, reuse: bool = False,
-        emit=None, hailo_head: bool = False):
+        emit=None, hailo_head: bool = False, calibration_method: str | None = None):
     """Bench each checkpoint; returns the result dicts (emit(result) is called as each finishes)."""
     import torch
     threads = threads or os.cpu_count() or 1
@@ -296,7 +300,8 @@ def run(checkpoints=CHECKPOINTS, rounds: int = 15, calibration_frames: int = 64,
                 result = bench_checkpoint(name, work, rounds=rounds, calibration_frames=calibration_frames,
                                           validation_frames=validation_frames, threads=threads,
                                           progress=progress, reuse=reuse,
-                                          hailo_head=hailo_head and name in HAILO_HEAD_CHECKPOINTS)
+                                          hailo_head=hailo_head and name in HAILO_HEAD_CHECKPOINTS,
+                                          calibration_method=calibration_method)
             except ImportError as exc:  # demo_trained needs the rover package
                 result = {'checkpoint': name, 'skipped': exc.name or 'module'}
             results.append(result)
@@ -320,7 +325,8 @@ def format_line(r: dict) -> str:
              f"int8_p95_ms={r['int8_p95_ms']:.1f} ort_fp32_p95_ms={r['ort_fp32_p95_ms']:.1f} "
              f"torch_fp32_p95_ms={r['torch_fp32_p95_ms']:.1f}",
              f"input={r['input']} params={r['params'] / 1e6:.1f}M macs={r['macs'] / 1e9:.1f}G",
-             f"mode={r['mode']} calibration={r['calibration']} fp32_groups={len(r['fp32_groups'])}"
+             f"mode={r['mode']} calibration={r['calibration']} ranges={r.get('ranges', '?')} "
+             f"fp32_groups={len(r['fp32_groups'])}"
              + (f"[{','.join(r['fp32_groups'])}]" if r['fp32_groups'] else ''),
              f"target={'met' if r['target_met'] else 'missed'} build_s={r['build_s']:.0f}"]
     return 'bench quantize: ' + ' '.join(parts)
@@ -342,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument('--rounds', type=int, default=15, help='interleaved timing rounds per checkpoint (default 15)')
     parser.add_argument('--calibration-frames', type=int, default=64)
     parser.add_argument('--validation-frames', type=int, default=50)
+    parser.add_argument('--calibration-method', default=None, choices=list(CALIBRATION_METHODS),
+                        help='calibration method of the builds (default: rover-quantize build\'s)')
     parser.add_argument('--threads', type=int, default=0, help='threads for torch and ORT (default: all cores)')
     parser.add_argument('--keep', default=None, help='keep the checkpoints and model directories here')
     parser.add_argument('--progress', action='store_true')
@@ -364,7 +372,8 @@ def main(argv=None) -> int:
     keep = args.keep or (tempfile.mkdtemp(prefix='rover_bench_') if args.qdq_debug else None)
     try:
         run(names, args.rounds, args.calibration_frames, args.validation_frames, args.threads, keep,
-            args.progress, args.reuse, emit=_print_result, hailo_head=args.hailo_head)
+            args.progress, args.reuse, emit=_print_result, hailo_head=args.hailo_head,
+            calibration_method=args.calibration_method)
         if args.qdq_debug:
             report = {'checkpoint': args.qdq_debug, **qdq_debug(Path(keep) / args.qdq_debug / 'model')}
             print(format_debug_line(report), flush=True)

@@ -81,12 +81,12 @@ def test_bench_line_has_the_issue_keys():
               'int8_p95_ms': 110.0, 'ort_fp32_p95_ms': 160.0, 'torch_fp32_p95_ms': 260.0,
               'speedup_vs_ort_fp32': 1.5, 'speedup_vs_torch': 2.5, 'threads': 2, 'rounds': 20,
               'input': '360x640', 'params': 34e6, 'macs': 13.5e9, 'mode': 'static', 'calibration': 'synthetic',
-              'fp32_groups': ['backbone.stem'], 'target_met': False, 'build_s': 100.0}
+              'ranges': 'MSE', 'fp32_groups': ['backbone.stem'], 'target_met': False, 'build_s': 100.0}
     line = format_line(result)
     assert line.startswith('bench quantize: checkpoint=lerobot_init ')
     fields = dict(part.split('=', 1) for part in line[len('bench quantize: '):].split())
     assert fields['int8_mac_percent'] == '51.2'
-    assert fields['passed'] == 'True' and fields['threads'] == '2'
+    assert fields['passed'] == 'True' and fields['threads'] == '2' and fields['ranges'] == 'MSE'
     assert fields['speedup_vs_ort_fp32'] == '1.50' and fields['speedup_vs_torch'] == '2.50'
     for key in ('mse', 'max_error', 'int8_ms', 'ort_fp32_ms', 'torch_fp32_ms'):
         assert key in fields
