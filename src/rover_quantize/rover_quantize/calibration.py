@@ -138,9 +138,9 @@ def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'M
     tensors, so frames go through in chunks whose histograms are merged (ORT's own
     CalibMaxIntermediateOutputs option drops data instead). MSE takes the Percentile
     calibrator's histograms of |x| and picks each tensor's range with mse_range; with
-    mse_cache_path, a Percentile calibration also saves the MSE ranges of the same histograms there. The cache is handed to
-    quantize_static(calibration_cache_path=...) so several quantization variants can be
-    tried without calibrating again.
+    mse_cache_path, a Percentile calibration also saves the MSE ranges of the same histograms
+    there. The cache is handed to quantize_static(calibration_cache_path=...) so several
+    quantization variants can be tried without calibrating again.
     """
     import tempfile
     from pathlib import Path

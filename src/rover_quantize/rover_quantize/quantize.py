@@ -27,8 +27,8 @@ from .bias_correction import bias_correct, input_channel_means
 from .calibration import ort_method
 from .errors import QuantizeError
 from .groups import Candidate, candidates, is_backbone
-from .modes import (AUTO_METHOD, AUTO_METHODS, BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_MODE,
-                    MIN_INT8_MAC_FRACTION, MODES)
+from .modes import (AUTO_METHOD, AUTO_METHODS, BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD,
+                    DEFAULT_MODE, MIN_INT8_MAC_FRACTION, MODES)
 
 DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Relu', 'MaxPool')
 SEARCH_MARGIN = 0.7      # the search aims below 70 % of the MSE bar ...
