@@ -1,13 +1,17 @@
 // The rover firmware (.elf) on an emulated ATmega328P at 16 MHz, UART0 on a pseudo-terminal.
 //
-//   simavr_runner FIRMWARE.elf --link PATH [--no-reset-on-open] [--realtime-factor F]
+//   simavr_runner FIRMWARE.elf --link PATH [--no-reset-on-open] [--boot-ms MS] [--realtime-factor F]
 //
 // - UART0 is the master end of a pty; PATH is a symlink to its slave (what the bridge opens),
 //   owned through an flock on PATH.lock like the Python twin's (rover_bridge/twin/link_lock.py) (a live link of
 //   another instance is refused, a dead one's is replaced).
 // - The pty is polled from the simulation loop (every 0.25 ms of simulated time), not from a
 //   thread: a starved reader thread delays bytes in simulated time and trips the watchdog.
-// - Opening the port resets the MCU, like the DTR auto-reset of an Uno/Nano (no bootloader).
+// - Opening the port resets the MCU, like the DTR auto-reset of an Uno/Nano. The bootloader
+//   then waits --boot-ms (default 200, as the Python twin's boot_delay; optiboot waits about
+//   1000) before the sketch starts: no pulses, no output, and what the host sends meanwhile
+//   is swallowed. That wait is also what lets a host finish opening the port (pyserial
+//   flushes its input right after open()) before the sketch's HELLO arrives.
 // - Pulse widths on pins 9 and 10 (PB1, PB2) are logged when they change (by more than the
 //   +-2 cycles an edge may be seen late: the output itself moves in 0.5 us = 8 cycle steps), level changes of any
 //   other pin the firmware drives too, each with simulated and wall time:
@@ -53,6 +57,7 @@ static avr_t* avr;
 static double wall_start;
 static double realtime_factor = 1.0;
 static int reset_on_open = 1;
+static double boot_ms = 200.0;
 
 static int master = -1;
 static int peer_open = 0;
@@ -178,6 +183,21 @@ static void reset_pulses(void) {
     for (int bit = 0; bit < 8; ++bit) pins[port][bit].rise = 0;
 }
 
+// The bootloader's wait after a reset: the sketch does not run (simulated time skips the wait,
+// wall time sleeps through it, so the pacing stays as it was) and the host's bytes are dropped.
+static void bootloader_wait(void) {
+  if (boot_ms <= 0) return;
+  double wall = boot_ms / realtime_factor;
+  struct timespec ts = {(time_t)(wall / 1000), (long)((wall - 1000 * (time_t)(wall / 1000)) * 1e6)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {
+  }
+  avr->cycle += (avr_cycle_count_t)(boot_ms * (F_CPU / 1000));
+  uint8_t buf[512];
+  while (read(master, buf, sizeof(buf)) > 0) {
+  }
+  in_len = 0;
+}
+
 // The slave end is closed by us, so POLLHUP on the master means "nobody has the port open".
 static void poll_pty(avr_irq_t* uart_in) {
   struct pollfd pfd = {master, POLLIN, 0};
@@ -196,6 +216,7 @@ static void poll_pty(avr_irq_t* uart_in) {
       avr_reset(avr);  // DTR auto-reset: the sketch starts over and sends HELLO
       reset_pulses();
       log_event("reset");
+      bootloader_wait();
     }
   } else if (hung_up && peer_open) {
     peer_open = 0;
@@ -263,11 +284,14 @@ int main(int argc, char** argv) {
       realtime_factor = atof(argv[++i]);
     else if (!strcmp(argv[i], "--no-reset-on-open"))
       reset_on_open = 0;
+    else if (!strcmp(argv[i], "--boot-ms") && i + 1 < argc)
+      boot_ms = atof(argv[++i]);
     else
       elf = argv[i];
   }
-  if (!elf || !link || realtime_factor <= 0) {
-    fprintf(stderr, "usage: %s FIRMWARE.elf --link PATH [--no-reset-on-open] [--realtime-factor F]\n", argv[0]);
+  if (!elf || !link || realtime_factor <= 0 || boot_ms < 0) {
+    fprintf(stderr, "usage: %s FIRMWARE.elf --link PATH [--no-reset-on-open] [--boot-ms MS] [--realtime-factor F]\n",
+            argv[0]);
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);

@@ -699,12 +699,18 @@ def test_diagnostics_are_namespaced_count_every_error_and_rate_them(private_ros,
 
         def backlog_read():
             # A busy bridge may still be reading the backlog, and one corrupt frame can count more
-            # than once while the reader resynchronises, so reaching `injected` is not enough: two
-            # statuses in a row (a whole diagnostics period) with the same count are.
-            last_two = [status for _, status in statuses[-2:]]
-            return (len(last_two) == 2 and received_errors(last_two[1]) >= injected
-                    and received_errors(last_two[0]) == received_errors(last_two[1]))
-        assert wait_for(backlog_read, 5.0)
+            # than once while the reader resynchronises, so reaching `injected` is not enough, nor
+            # are two statuses with one count (a late timer fires twice in a row): the count must
+            # have stood still for two diagnostics periods of wall time.
+            if not statuses or received_errors(statuses[-1][1]) < injected:
+                return False
+            count, since = received_errors(statuses[-1][1]), statuses[-1][0]
+            for t, status in reversed(statuses):
+                if received_errors(status) != count:
+                    break
+                since = t
+            return statuses[-1][0] - since >= 2 * period
+        assert wait_for(backlog_read, 10.0)
         recovered, recovered_why = levels_during(1.5)
         assert quiet == {0}, quiet_why
         assert recovered == {0}, recovered_why

@@ -174,6 +174,26 @@ def test_handshake_hello_and_telemetry_contents(board, host):
     assert host.pump(2.0, until=lambda: len(host.of_type(p.Hello)) == 2)
 
 
+def test_after_the_reset_an_open_causes_the_bootloader_waits_and_swallows_what_arrives(firmware, tmp_path):
+    # As on an Uno/Nano: DTR resets the MCU, the bootloader waits, then setup() sends HELLO. The
+    # wait is also what lets pyserial flush its input after open() without losing that HELLO.
+    board = Emulated(firmware, str(tmp_path / 'arduino'), boot_ms=300)
+    opened = time.monotonic()
+    host = Host(board.link)
+    try:
+        host.send(p.Ping(0x0B00710A))  # reaches the bootloader, not the sketch
+        assert host.pump(5.0, until=lambda: host.of_type(p.Hello))
+        hello_at = next(t for t, _, m in host.frames if isinstance(m, p.Hello))
+        assert hello_at - opened >= 0.3, hello_at - opened
+        assert board.resets, board.output()
+        host.send(p.Ping(0xC0FFEE42))
+        assert host.pump(2.0, until=lambda: host.of_type(p.Pong))
+        assert host.of_type(p.Pong) == [p.Pong(0xC0FFEE42)]
+    finally:
+        host.close()
+        assert board.stop() == 0, board.output()
+
+
 PULSE_TABLE = [  # (steering, throttle) in 1/10000
     (0, 0), (10000, 10000), (-10000, -10000), (5000, 2000), (-2500, -5000), (1, -1), (3333, 6667), (9999, -9999)]
 

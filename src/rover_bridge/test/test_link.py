@@ -71,6 +71,7 @@ def test_fresh_commands_go_out_at_once_locked_to_the_publisher_phase(rig):
     assert rig.up()
     time.sleep(0.2)
     delays = []
+    woke_late = []  # the publisher's own wake-up lateness: this machine's scheduling noise right now
     start = time.monotonic()
     next_publish = start + 0.0137  # deliberately off the link's phase
     for i in range(60):
@@ -79,6 +80,7 @@ def test_fresh_commands_go_out_at_once_locked_to_the_publisher_phase(rig):
         value = (i % 9 + 1) / 10
         rig.command = (value, 0.0)
         published = time.monotonic()
+        woke_late.append(published - next_publish)
         rig.link.command_updated()
         want = round(value * 10000)
         assert wait_for(lambda: any(c.steering == want for c in rig.board.commands(since=published)), 0.2,
@@ -86,9 +88,13 @@ def test_fresh_commands_go_out_at_once_locked_to_the_publisher_phase(rig):
         arrival = next(c.time for c in rig.board.commands(since=published) if c.steering == want)
         delays.append(arrival - published)
         next_publish += 1 / 30
-    # the lock slides the phase by sync_margin per period: 0.5 s at most to acquire
-    locked_ms = sorted(d * 1000 for d in delays[20:])
-    assert locked_ms[len(locked_ms) * 9 // 10] < 5.0, locked_ms
+    # the lock slides the phase by sync_margin per period: 0.5 s at most to acquire. Unlocked,
+    # the delays spread over the whole 33 ms period. The path has two thread wake-ups (the
+    # link's sender, the board's reader), so a loaded machine's wake-up noise counts twice.
+    p90 = lambda values: sorted(values)[len(values) * 9 // 10]  # noqa: E731
+    locked_ms = [d * 1000 for d in delays[20:]]
+    noise_ms = p90([w * 1000 for w in woke_late[20:]])
+    assert p90(locked_ms) < 5.0 + 2 * noise_ms, (sorted(locked_ms), noise_ms)
     # the fresh sends replace the periodic ones rather than adding to them
     elapsed = time.monotonic() - start
     assert 27 <= len(rig.board.commands(since=start)) / elapsed <= 33

@@ -137,10 +137,12 @@ class EmulatedBoard:
     """
 
     def __init__(self, firmware: Build | tuple, link: str, realtime_factor: float = 1.0,
-                 ready_timeout: float = 10.0, die_with_parent: bool = False):
+                 ready_timeout: float = 10.0, die_with_parent: bool = False, boot_ms: float = 200.0):
         elf, runner, _ = firmware
         self.link = link
-        self.proc = subprocess.Popen([str(runner), str(elf), '--link', link, '--realtime-factor', str(realtime_factor)],
+        # boot_ms: the bootloader's wait after the reset an open causes (VirtualArduino's boot_delay)
+        self.proc = subprocess.Popen([str(runner), str(elf), '--link', link, '--realtime-factor', str(realtime_factor),
+                                      '--boot-ms', str(boot_ms)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      preexec_fn=_sigterm_on_parent_death if die_with_parent else None)
         self.lines = []
