@@ -53,6 +53,22 @@ def test_manifest_contract(built):
     assert (model_dir / 'report' / 'error_histogram.png').stat().st_size > 1000
 
 
+def test_search_tried_every_fp32_group_back_in_int8(built):
+    # The drop steps go by isolated sensitivities and drop in batches; afterwards every group
+    # left in FP32 was tried back in INT8 on its own and measured to break the search's target.
+    from rover_quantize.quantize import _passes_search
+    q = built.manifest['quantization']
+    assert q['fp32_groups'], 'the fixture model needs the search (see conftest); this test needs one that does'
+    back = {s['step'].removeprefix('back to int8 '): s for s in q['search'] if s['step'].startswith('back to int8 ')}
+    assert set(q['fp32_groups']) <= set(back)
+    for group in q['fp32_groups']:
+        assert back[group]['kept'] is False
+        assert not _passes_search({'mse': back[group]['mse'], 'max_abs_error': back[group]['max']})
+    returned = {g for g, s in back.items() if s['kept']}
+    assert not returned & set(q['fp32_groups'])
+    assert _passes_search(q['selection_error'])
+
+
 def test_manifest_hashes_are_right(built):
     model_dir, manifest = built
     assert set(manifest['files']) == {'model_fp32.onnx', 'model_int8.onnx', 'backbone.onnx', 'head.onnx'}
