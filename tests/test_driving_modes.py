@@ -292,4 +292,9 @@ def test_recording_a_demonstration_has_every_training_topic_and_clean_human_comm
     sources = [m.data for m in values['/rover/cmd_source']]
     assert sources.count('human') >= 0.9 * len(sources[sources.index('human'):]), sources[-20:]
     applied = {(round(m.twist.angular.z, 6), round(m.twist.linear.x, 6)) for m in values['/rover/cmd']}
-    assert sum((round(s, 6), round(t, 6)) in applied for s, t in human) >= 0.95 * len(human)
+    # from the first one the arbiter applied: the recorder may discover the expert's publisher
+    # before the arbiter does (on a loaded machine that took 7 of 108 commands)
+    human = [(round(s, 6), round(t, 6)) for s, t in human]
+    first = next((i for i, command in enumerate(human) if command in applied), len(human))
+    assert len(human) - first >= 40, (first, len(human))
+    assert sum(command in applied for command in human[first:]) >= 0.95 * (len(human) - first)

@@ -427,7 +427,7 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
                 back = _passes_search(trial_metrics)
                 log.append({'step': f'back to int8 {g}', 'kept': back, 'mse': trial_metrics['mse'],
                             'max': trial_metrics['max_abs_error'],
-                            'fp32_groups': sorted(set(active) - set(best_groups) - ({g} if back else set()))})
+                            'fp32_groups': sorted(set(active) - set(best_groups) - {g})})  # the trial's, as above
                 if back:
                     best_path.unlink(missing_ok=True)
                     best_path, best, best_groups = path, trial_metrics, best_groups + [g]

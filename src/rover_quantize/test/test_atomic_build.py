@@ -38,8 +38,11 @@ def current(built, tmp_path):
 
 def cli(*args, **popen):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    # SIGINT back to its default in the child: a test run started in the background by a
+    # non-interactive shell inherits it ignored, and Python then installs no Ctrl-C handler
     return subprocess.Popen([sys.executable, '-m', 'rover_quantize.cli', '--quiet', *map(str, args)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 def build_args(built, out, bag):
