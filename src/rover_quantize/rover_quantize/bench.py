@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modes import CALIBRATION_METHODS
+from .modes import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 
 CHECKPOINTS = ('synthetic', 'lerobot_init', 'demo_trained')
 DEMO_RECORDING_FRAMES = 320    # rendered track frames in the recording (calibration + selection + validation)
@@ -126,8 +126,8 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
         shutil.rmtree(model_dir, ignore_errors=True)
         manifest = build_model_dir(ckpt, model_dir, calibration_frames=calibration_frames,
                                    validation_frames=validation_frames, report=False, progress=progress,
-                                   force=True, head_int8=hailo_head, **args,
-                                   **({'calibration_method': calibration_method} if calibration_method else {}))
+                                   force=True, head_int8=hailo_head,
+                                   calibration_method=calibration_method or DEFAULT_CALIBRATION_METHOD, **args)
     build_s = time.monotonic() - started
     fp32_path = model_dir / 'model_fp32.onnx'
     int8_path = model_dir / 'model_int8.onnx'

@@ -423,14 +423,15 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
             # combine, and drop groups in batches: each dropped group is tried back in INT8, the
             # most compute per unit of error first, and stays there if the bar still holds.
             for g in [g for g in reversed(order) if g not in best_groups]:
-                path, trial_metrics = build(best_groups + [g])
+                trial_groups = best_groups + [g]
+                path, trial_metrics = build(trial_groups)
                 back = _passes_search(trial_metrics)
                 log.append({'step': f'back to int8 {g}', 'kept': back, 'mse': trial_metrics['mse'],
                             'max': trial_metrics['max_abs_error'],
-                            'fp32_groups': sorted(set(active) - set(best_groups) - {g})})  # the trial's, as above
+                            'fp32_groups': sorted(set(active) - set(trial_groups))})  # the trial's, as above
                 if back:
                     best_path.unlink(missing_ok=True)
-                    best_path, best, best_groups = path, trial_metrics, best_groups + [g]
+                    best_path, best, best_groups = path, trial_metrics, trial_groups
                 else:
                     path.unlink(missing_ok=True)
         active = best_groups
