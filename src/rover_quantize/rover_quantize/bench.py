@@ -170,9 +170,16 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
 
 
 def _ort_runner(path, threads):
-    from .quantize import make_session
-    session = make_session(path, threads)
+    import onnxruntime as ort
+
+    from rover_common.ort_options import node_session_options
+    session = ort.InferenceSession(str(path), node_session_options(threads), providers=['CPUExecutionProvider'])
     return lambda feed: session.run(['actions'], feed)[0]
+
+
+# Untimed pause after each run: PyTorch's OpenMP workers spin for a while after a forward and
+# would take a core from the runner timed next (ORT's sessions here do not spin, as in the node).
+SETTLE_S = 0.05
 
 
 def _interleaved(runners: dict, feeds: list, rounds: int) -> dict:
@@ -188,6 +195,7 @@ def _interleaved(runners: dict, feeds: list, rounds: int) -> dict:
             t0 = time.perf_counter()
             runners[key](feed)
             times[key].append((time.perf_counter() - t0) * 1e3)
+            time.sleep(SETTLE_S)
     return times
 
 

@@ -128,13 +128,13 @@ def kernel_models(m: int = 512, k: int = 1024, n: int = 1024, channels: int = 12
 
 
 def make_session(model, threads: int, profile_prefix: str | None = None, optimized_path: str | None = None):
-    """An ORT CPU session as the benchmarks use it (rover_quantize.quantize.make_session's
-    options), optionally with ORT's profiler on and the optimized graph saved."""
+    """An ORT CPU session with the policy node's options (rover_common.ort_options: no spinning
+    workers, which would slow the kernel timed next), optionally with ORT's profiler on and the
+    optimized graph saved."""
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.intra_op_num_threads = int(threads)
+
+    from rover_common.ort_options import node_session_options
+    options = node_session_options(threads)
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

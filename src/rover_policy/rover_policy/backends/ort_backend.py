@@ -11,16 +11,9 @@ _ORT_TYPES = {'tensor(uint8)': 'uint8', 'tensor(float)': 'float32'}
 def make_session(path: str, threads: int):
     """An ORT CPU session with `threads` intra-op threads and full graph optimization."""
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle ORT workers sleep instead of spinning: spinning threads take the cores the
-    # 30 Hz control thread and the camera need (measured: worse tick timing and even
-    # slower inference when the cores are shared).
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+
+    from rover_common.ort_options import node_session_options
+    options = node_session_options(threads)
     try:
         return ort.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
     except Exception as exc:  # ORT raises its own exception types for bad files
