@@ -149,8 +149,21 @@ def passes(metrics: dict, factor: float = 1.0, max_factor: float | None = None) 
 SEARCH_MAX_OVER_RMS = 3.5
 
 
+def worst_dim_mse(metrics: dict) -> float:
+    """The MSE of the action dimension with the most error. The max error is a max over every
+    dimension, and its tail follows the worst dimension's RMS, not the average over dimensions:
+    with the average, demo_trained's search passed at steering MSE 9.2e-5 (throttle 3.0e-5)
+    and the held-out max error came out 0.0502 (VNNI VM, bench quantize)."""
+    return max(metrics.get('mse_per_dim') or [metrics['mse']])
+
+
+def _logged(metrics: dict) -> dict:
+    """A search step's errors as the manifest's search log keeps them."""
+    return {'mse': metrics['mse'], 'max': metrics['max_abs_error'], 'mse_per_dim': metrics.get('mse_per_dim', [])}
+
+
 def _passes_search(metrics: dict) -> bool:
-    rms_ok = metrics['mse'] < (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2
+    rms_ok = worst_dim_mse(metrics) < (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2
     return passes(metrics, SEARCH_MARGIN, SEARCH_MARGIN_MAX) and rms_ok
 
 
@@ -347,8 +360,7 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         for variant in (GUARD_VARIANTS if settings.saturation_guard else (None,)):
             tried[method, variant] = build(active, variant)
             log.append({'step': f'all, calibration {method}' + (f', saturation guard {variant}' if variant else ''),
-                        'fp32_groups': [], 'mse': tried[method, variant][1]['mse'],
-                        'max': tried[method, variant][1]['max_abs_error']})
+                        'fp32_groups': [], **_logged(tried[method, variant][1])})
     chosen = min(tried, key=lambda k: tried[k][1]['mse'])
     for key, (path, _) in tried.items():
         if key != chosen:
@@ -363,15 +375,14 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
         # error on the trained demo policy (see the README).
         settings.bias_correction = False
         path, plain = build(active)
-        log.append({'step': 'all, bias correction off', 'fp32_groups': [], 'mse': plain['mse'],
-                    'max': plain['max_abs_error']})
+        log.append({'step': 'all, bias correction off', 'fp32_groups': [], **_logged(plain)})
         if plain['mse'] < best['mse']:
             best_path.unlink(missing_ok=True)
             best_path, best = path, plain
         else:
             path.unlink(missing_ok=True)
             settings.bias_correction = True
-    log.append({'step': 'all', 'fp32_groups': [], 'mse': best['mse'], 'max': best['max_abs_error'],
+    log.append({'step': 'all', 'fp32_groups': [], **_logged(best),
                 'calibration_method': settings.calibration_method,
                 'saturation_guard': settings.guard_variant if settings.saturation_guard else 'off',
                 'bias_correction': settings.bias_correction})
@@ -394,7 +405,7 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
             # until their share of the summed sensitivity covers the reduction still needed.
             need = max(1 - SEARCH_MARGIN * BAR_MSE / current['mse'],
                        1 - (SEARCH_MARGIN_MAX * BAR_MAX / current['max_abs_error']) ** 2,
-                       1 - (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2 / current['mse'])
+                       1 - (SEARCH_MARGIN_MAX * BAR_MAX / SEARCH_MAX_OVER_RMS) ** 2 / worst_dim_mse(current))
             total = sum(sens[g] for g in kept)
             chosen, acc = [], 0.0
             floor = MIN_INT8_MAC_FRACTION[settings.mode]
@@ -412,28 +423,27 @@ def quantize_model(pre_path: Path, work_dir: Path, settings: QuantSettings, cali
             kept = [g for g in kept if g not in chosen]
             path, current = build(kept)
             log.append({'step': 'keep fp32 ' + ', '.join(chosen), 'fp32_groups': sorted(set(active) - set(kept)),
-                        'mse': current['mse'], 'max': current['max_abs_error']})
+                        **_logged(current)})
             if _passes_search(current) or current['mse'] < best['mse']:
                 best_path.unlink(missing_ok=True)
                 best_path, best, best_groups = path, current, list(kept)
             else:
                 path.unlink(missing_ok=True)
-        if _passes_search(best):
-            # The steps above go by isolated sensitivities, which over-estimate how the errors
-            # combine, and drop groups in batches: each dropped group is tried back in INT8, the
-            # most compute per unit of error first, and stays there if the bar still holds.
-            for g in [g for g in reversed(order) if g not in best_groups]:
-                trial_groups = best_groups + [g]
-                path, trial_metrics = build(trial_groups)
-                back = _passes_search(trial_metrics)
-                log.append({'step': f'back to int8 {g}', 'kept': back, 'mse': trial_metrics['mse'],
-                            'max': trial_metrics['max_abs_error'],
-                            'fp32_groups': sorted(set(active) - set(trial_groups))})  # the trial's, as above
-                if back:
-                    best_path.unlink(missing_ok=True)
-                    best_path, best, best_groups = path, trial_metrics, trial_groups
-                else:
-                    path.unlink(missing_ok=True)
+        # The steps above go by isolated sensitivities, which over-estimate how the errors
+        # combine, and drop groups in batches: each dropped group is tried back in INT8, the
+        # most compute per unit of error first, and stays there if the trial meets the search
+        # target (tried also when the drop steps never met it: errors combine unpredictably).
+        for g in [g for g in reversed(order) if g not in best_groups]:
+            trial_groups = best_groups + [g]
+            path, trial_metrics = build(trial_groups)
+            back = _passes_search(trial_metrics)
+            log.append({'step': f'back to int8 {g}', 'kept': back, **_logged(trial_metrics),
+                        'fp32_groups': sorted(set(active) - set(trial_groups))})  # the trial's, as above
+            if back:
+                best_path.unlink(missing_ok=True)
+                best_path, best, best_groups = path, trial_metrics, trial_groups
+            else:
+                path.unlink(missing_ok=True)
         active = best_groups
     final = work_dir / 'model_int8.onnx'
     shutil.move(str(best_path), final)
