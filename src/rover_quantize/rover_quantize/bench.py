@@ -170,10 +170,8 @@ def bench_checkpoint(name: str, work: Path, *, rounds: int, calibration_frames: 
 
 
 def _ort_runner(path, threads):
-    import onnxruntime as ort
-
-    from rover_common.ort_options import node_session_options
-    session = ort.InferenceSession(str(path), node_session_options(threads), providers=['CPUExecutionProvider'])
+    from .roofline import make_session  # the policy node's session options
+    session = make_session(path, threads)
     return lambda feed: session.run(['actions'], feed)[0]
 
 
