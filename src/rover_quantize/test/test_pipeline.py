@@ -116,6 +116,29 @@ def test_int8_model_is_quantized_and_close(built):
     assert a.shape == b.shape == (1, 10, 2) and not np.array_equal(a, b)
 
 
+def test_int8_gemm_outputs_stay_float(built):
+    # ORT's integer Gemm/MatMul (QGemm, MatMulIntegerToFloat) write float; a QuantizeLinear on
+    # that output would round it and clip it to its calibrated range (on demo_trained's action
+    # head: max error 0.235 -> 0.071 without it). The next quantized op (the feed-forward's ReLU)
+    # still quantizes what it writes, so the int8 path into the following Gemm is unbroken.
+    import onnx
+
+    model_dir, _ = built
+    graph = onnx.load(str(model_dir / 'model_int8.onnx')).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    quantized = [n for n in graph.node if n.op_type in ('Gemm', 'MatMul')
+                 and all(i in producer and producer[i].op_type == 'DequantizeLinear' for i in n.input[:2])]
+    assert quantized
+    for n in quantized:
+        assert all(r.op_type != 'QuantizeLinear' for r in readers.get(n.output[0], [])), n.name
+    relus = [r for n in quantized for r in readers.get(n.output[0], []) if r.op_type == 'Relu']
+    assert relus and all(any(q.op_type == 'QuantizeLinear' for q in readers.get(r.output[0], [])) for r in relus)
+
+
 def _tree_sha(root):
     return {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob('*')) if p.is_file()}
 
