@@ -471,9 +471,11 @@ def corrupt_model(path: Path, out_path: Path, what: str = 'scale') -> Path:
     from onnx import numpy_helper
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
+    # weights are a Conv/Gemm/MatMul's second input (the third, the int32 bias, is also a constant)
+    weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ('Conv', 'Gemm', 'MatMul')}
     for node in model.graph.node:
         if what == 'scale' and node.op_type == 'DequantizeLinear' and node.input[1] in inits \
-                and node.input[0] in inits:  # a weight's scale
+                and node.input[0] in inits and node.output[0] in weight_inputs:  # a weight's scale
             t = inits[node.input[1]]
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 50.0, t.name))
             break
