@@ -25,4 +25,5 @@ def test_node_group(name, group):
 
 def test_downsample_group_is_backbone():
     # mode mixed-backbone quantizes (and mode mixed keeps FP32) every backbone group, downsample included
-    assert is_backbone('backbone.layer3.0.downsample') and not is_backbone('encoder.layers.0.attn')
+    assert is_backbone(node_group('/backbone/layer3/layer3.0/downsample/downsample.0/Conv'))
+    assert not is_backbone(node_group('/encoder/layers.0/self_attn/q_proj/Gemm'))
