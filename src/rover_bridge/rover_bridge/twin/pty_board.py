@@ -87,6 +87,7 @@ class VirtualArduino:
         self._link_lock = LinkLock(link) if link else None
         self._commands = collections.deque(maxlen=log_size)
         self._estops = collections.deque(maxlen=log_size)
+        self._watchdog_trips = collections.deque(maxlen=log_size)  # monotonic time of each trip
         self._counters = collections.Counter()
         self._frame_time = 0.0
 
@@ -211,6 +212,12 @@ class VirtualArduino:
     def estop_events(self) -> list[tuple[float, int]]:
         with self._lock:
             return list(self._estops)
+
+    def watchdog_trip_times(self) -> list[float]:
+        """Monotonic time of each watchdog trip, taken by the board when it went neutral (what a
+        test should time: polling the board from a loaded test process only adds its own lag)."""
+        with self._lock:
+            return list(self._watchdog_trips)
 
     def wait_for(self, predicate, timeout: float, interval: float = 0.01) -> bool:
         deadline = self._clock() + timeout
@@ -345,7 +352,10 @@ class VirtualArduino:
             self._boot(now)
         booting = self._boot_until is not None
         if not booting:
+            trips = self._core.watchdog_trips
             self._core.update(self._now_ms())
+            if self._core.watchdog_trips != trips:
+                self._watchdog_trips.append(now)
         deadline = self._step_vehicle(now, booting)
         if not booting and now >= self._next_telemetry:
             period = self.config.telemetry_period_ms / 1000.0
