@@ -7,6 +7,7 @@ import io
 import cv2
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
+from onnxruntime.quantization.calibrate import HistogramCollector
 
 
 def synthetic_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -81,6 +82,58 @@ class FeedsReader(CalibrationDataReader):
 
     def __len__(self):
         return len(self.feeds)
+
+
+def uniform_bin_counts(values: np.ndarray, edges: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """np.histogram(values, bins=edges) for (nearly) uniform edges, in O(1) per value: the bin
+    is computed from the width, then moved by one where float rounding put it on the wrong
+    side of one of the given edges, so the counts are the same as a search over the edges
+    (values outside [edges[0], edges[-1]] and NaN are not counted; the last bin includes its
+    right edge, as np.histogram's does)."""
+    n = len(edges) - 1
+    first, last = edges[0], edges[-1]
+    # in the values' own precision (float32: half the memory traffic); the fix-up below
+    # absorbs its rounding, which is far below one bin
+    norm = np.asarray(n / (float(last) - float(first)), dtype=values.dtype)
+    counts = np.zeros(n, np.int64)
+    for start in range(0, values.size, block):
+        x = values[start:start + block]
+        x = x[(x >= first) & (x <= last)]
+        idx = np.minimum(((x - first) * norm).astype(np.intp), n - 1)
+        idx -= x < edges[idx]
+        idx += (x >= edges[idx + 1]) & (idx != n - 1)
+        counts += np.bincount(idx, minlength=n)
+    return counts
+
+
+class UniformHistogramCollector(HistogramCollector):
+    """ORT's HistogramCollector, with the histograms of |x| (Percentile) merged in O(1) per value.
+
+    To merge a chunk into a tensor's histogram, ORT hands np.histogram the histogram's array
+    of bin edges; NumPy then sorts the chunk to search the edges. Measured on demo_trained,
+    64 frames: 9.2 s of the calibration's 14.7 s went to that sort, 2.5 s to the model runs.
+    ORT's edges are uniform (it extends them by its own bin width), so uniform_bin_counts
+    gives the same counts without the sort; edges, min/max and the ranges stay ORT's.
+    Entropy and Distribution use ORT's code as it is.
+    """
+
+    def collect_absolute_value(self, name_to_arr):
+        for tensor, data_arr in name_to_arr.items():
+            data = np.asarray(data_arr).ravel()
+            if tensor not in self.histogram_dict or data.size == 0:
+                super().collect_absolute_value({tensor: data_arr})  # ORT's first histogram is uniform already
+                continue
+            min_value, max_value = np.nanmin(data), np.nanmax(data)
+            data = np.absolute(data)
+            old_hist, edges, old_min, old_max = self.histogram_dict[tensor]
+            amax = np.nanmax(data)
+            if amax > edges[-1]:  # more bins of the same width, as ORT adds them
+                width = edges[1] - edges[0]
+                edges = np.hstack((edges, np.arange(edges[-1] + width, amax + width, width)))
+            hist = uniform_bin_counts(data, edges)
+            hist[:len(old_hist)] += old_hist
+            self.histogram_dict[tensor] = (hist, edges.astype(data.dtype), min(old_min, min_value),
+                                           max(old_max, max_value))
 
 
 # Our methods that are ORT methods with other options or a post-processing step: the calibration
@@ -159,6 +212,11 @@ def calibrate_ranges(model_path, feeds: list[dict], cache_path, method: str = 'M
                                        augmented_model_path=str(Path(tmp) / 'augmented.onnx'),
                                        calibrate_method=getattr(CalibrationMethod, ort_name),
                                        extra_options=options)
+        if ort_name == 'Percentile':
+            calibrator.collector = UniformHistogramCollector(
+                method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+                num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+                scenario=calibrator.scenario)
         reader = FeedsReader(feeds, bar)
         step = len(feeds) if ort_name == 'MinMax' else chunk
         with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print per chunk
