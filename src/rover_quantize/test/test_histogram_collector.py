@@ -53,3 +53,10 @@ def test_uniform_bin_counts_equals_np_histogram_over_the_edges():
     values[1000] = np.nan
     expected, _ = np.histogram(values[~np.isnan(values)], bins=edges)
     assert np.array_equal(uniform_bin_counts(values, edges, block=65_536), expected)
+
+
+def test_uneven_edges_are_counted_by_np_histogram():
+    rng = np.random.default_rng(2)
+    edges = np.concatenate([np.linspace(0, 1, 101), np.linspace(1.05, 3, 40)]).astype(np.float32)  # two widths
+    values = np.abs(rng.standard_normal(100_000)).astype(np.float32)
+    assert np.array_equal(uniform_bin_counts(values, edges), np.histogram(values, bins=edges)[0])
