@@ -1,13 +1,19 @@
 """When the serial link sends the next COMMAND: a fixed rate, phase-locked to the publisher.
 
 Without the lock a 30 Hz publisher and a 30 Hz link drift apart and a command
-waits up to a whole period for the wire. A fresh command goes out at once if the
-last COMMAND is at least (period - sync_margin) old, or if the last one was a
-repeat sent less than sync_window ago (the new value replaces it). After a fresh
-send the next repeat waits period + sync_window, so publisher jitter does not let
-a repeat take the fresh command's slot. A flood gives at most
-1 / (period - sync_margin), about 31 Hz. Without fresh commands the last one is
-repeated every period; after a stall the repeats re-anchor rather than burst.
+waits up to a whole period for the wire. A fresh command goes out at once unless
+the last COMMAND was itself fresh and is less than (period - sync_margin) old: a
+repeat (the keep-alive that feeds the board's watchdog) never holds a new value
+back. (It used to when the command came more than sync_window after the repeat:
+one publisher wake-up 10 ms late on a loaded machine then cost the lock, and the
+commands waited most of a period for up to a second while the phase slid back by
+sync_margin a period; a CI run caught it.) A late publication still delays the
+next few by what is left of the flood cap, less by sync_margin each period.
+After a fresh send the next repeat waits period + sync_window, so publisher
+jitter does not let a repeat take the fresh command's slot. A flood gives at most
+1 / (period - sync_margin), about 31 Hz, and the wire carries at most one repeat
+and one fresh command per period + sync_window. Without fresh commands the last
+one is repeated every period; after a stall the repeats re-anchor rather than burst.
 
 Pure: the caller passes the time and says whether a fresh command waits.
 """
@@ -29,11 +35,9 @@ class SendPacer:
 
     def earliest_fresh(self, now: float) -> float:
         """When a fresh command may go out."""
-        if self.last_send is None:
-            return float('-inf')
-        if not self.last_was_fresh and now - self.last_send <= self.sync_window:
-            return self.last_send  # replace the repeat just sent
-        return self.last_send + self.period - self.sync_margin
+        if self.last_send is None or not self.last_was_fresh:
+            return float('-inf')  # after a repeat (or nothing): at once
+        return self.last_send + self.period - self.sync_margin  # the flood cap
 
     def deadline(self, now: float, fresh_waiting: bool) -> float:
         """When the next COMMAND is due."""

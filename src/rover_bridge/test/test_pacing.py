@@ -48,23 +48,24 @@ def test_a_stalled_loop_re_anchors_instead_of_bursting():
     assert not p.repeat_due(0.5 + P - 1e-9) and p.repeat_due(0.5 + P)
 
 
-def test_a_fresh_command_goes_out_once_the_last_is_period_minus_margin_old():
+def test_a_fresh_command_goes_out_once_the_last_fresh_one_is_period_minus_margin_old():
     p = pacer()
     p.restart(0.0)
-    p.sent(0.0, fresh=False)
+    p.sent(0.0, fresh=True)
     assert not p.fresh_due(0.010, True) and p.deadline(0.010, True) == pytest.approx(P - MARGIN)
     assert p.fresh_due(P - MARGIN, True)
-    assert p.deadline(0.010, False) == pytest.approx(P)  # nothing waiting: the repeat
+    assert p.deadline(0.010, False) == pytest.approx(P + WINDOW)  # nothing waiting: the repeat
 
 
-def test_a_fresh_command_right_after_a_repeat_replaces_it():
+@pytest.mark.parametrize('after', [0.0, WINDOW, 0.020, P - 0.002])
+def test_a_repeat_never_holds_a_fresh_command_back(after):
     p = pacer()
     p.restart(0.0)
     p.sent(0.0, fresh=False)
-    assert p.fresh_due(WINDOW, True)  # within the window: at once, the new value replaces the repeat
-    p.sent(WINDOW, fresh=True)
-    assert not p.fresh_due(WINDOW + 0.001, True)  # a fresh send is never replaced
-    assert p.deadline(WINDOW + 0.001, True) == pytest.approx(WINDOW + P - MARGIN)
+    assert p.fresh_due(after, True) and p.deadline(after, True) == float('-inf')
+    p.sent(after, fresh=True)
+    assert not p.fresh_due(after + 0.001, True)  # a fresh send is never replaced
+    assert p.deadline(after + 0.001, True) == pytest.approx(after + P - MARGIN)
 
 
 def test_after_a_fresh_send_the_repeat_waits_a_period_and_the_window():
@@ -82,16 +83,29 @@ def test_locks_to_a_publisher_of_another_phase_and_its_commands_then_go_out_at_o
     # (two publications are then never closer than period - margin)
     sends = run_link(pacer(), publications, end=3.1)
     latency = [min(t for t, _ in sends if t >= pub) - pub for pub in publications]
-    # The phase slides by sync_margin a period: (P - margin - 13.7 ms) / margin periods to acquire.
-    acquire = math.ceil((P - MARGIN - 0.0137) / MARGIN) + 1
-    assert max(latency[:acquire]) < P and latency[0] > 0.015
-    assert latency[acquire:] == [0.0] * (len(publications) - acquire)
-    locked = [s for s in sends if publications[acquire] <= s[0] <= publications[-1]]
-    assert all(fresh for _, fresh in locked) and len(locked) == len(publications) - acquire  # no extra repeats
+    assert latency == [0.0] * len(publications)  # from the first: the repeat at 0 does not hold it back
+    locked = [s for s in sends if publications[0] <= s[0] <= publications[-1]]
+    assert all(fresh for _, fresh in locked) and len(locked) == len(publications)  # no extra repeats
     # when the publisher stops, the repeats take over a period and the window after its last command
     after = [t for t, _ in sends if t > publications[-1]]
     assert after[0] == pytest.approx(publications[-1] + P + WINDOW)
     assert after[1] - after[0] == pytest.approx(P)
+
+
+def test_a_publisher_waking_late_keeps_the_lock():
+    """One publication 12 ms late (the repeat goes out first, 7 ms before it): it goes out at
+    once, the next ones wait only what is left of the flood cap, and the lock is back after
+    as many periods as the lateness has sync_margins."""
+    late = 0.012
+    publications = [0.0137 + k * P + (late if k == 30 else 0.0) for k in range(90)]
+    sends = run_link(pacer(), publications, end=3.1)
+    latency = [min(t for t, _ in sends if t >= pub) - pub for pub in publications]
+    assert latency[30] == 0.0  # not held back by the repeat sent at 30 + window
+    assert any(t == pytest.approx(publications[29] + P + WINDOW) and not f for t, f in sends)
+    after = latency[31:]
+    assert max(after) <= late - MARGIN + 1e-9
+    assert all(b <= a for a, b in zip(after, after[1:]))  # shrinking a margin a period
+    assert after[math.ceil(late / MARGIN):] == [0.0] * (len(after) - math.ceil(late / MARGIN))
 
 
 def test_a_flood_of_fresh_commands_is_capped_near_one_per_period():
