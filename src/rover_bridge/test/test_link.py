@@ -90,8 +90,9 @@ def test_fresh_commands_go_out_at_once_locked_to_the_publisher_phase(rig):
         next_publish += 1 / 30
     # locked from the first command (a repeat never holds one back; the first 20 are left out
     # as the machine's warm-up). Unlocked, the delays spread over the whole 33 ms period (a CI
-    # run saw p90 32 ms when a late publisher still lost the lock behind a repeat). The path has two thread wake-ups (the
-    # link's sender, the board's reader), so a loaded machine's wake-up noise counts twice.
+    # run saw p90 32 ms when a late publisher still lost the lock behind a repeat). The path
+    # has two thread wake-ups (the link's sender, the board's reader), so a loaded machine's
+    # wake-up noise counts twice.
     p90 = lambda values: sorted(values)[len(values) * 9 // 10]  # noqa: E731
     locked_ms = [d * 1000 for d in delays[20:]]
     noise_ms = p90([w * 1000 for w in woke_late[20:]])

@@ -126,7 +126,7 @@ class UniformHistogramCollector(HistogramCollector):
         for tensor, data_arr in name_to_arr.items():
             data = np.asarray(data_arr).ravel()
             if tensor not in self.histogram_dict or data.size == 0:
-                super().collect_absolute_value({tensor: data_arr})  # ORT's first histogram is uniform already
+                super().collect_absolute_value({tensor: data})  # ORT's first histogram is uniform already
                 continue
             min_value, max_value = np.nanmin(data), np.nanmax(data)
             data = np.absolute(data)

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+# The op types whose second input is a weight (what the search counts multiply-adds of).
+WEIGHTED_OP_TYPES = ('Conv', 'Gemm', 'MatMul')
+
 
 def node_group(name: str) -> str:
     """Module group of an exported node name, e.g. /backbone/layer1/layer1.0/conv1/Conv -> backbone.layer1.0."""
@@ -75,7 +78,7 @@ def candidates(model_path: Path, op_types) -> list[Candidate]:
             continue
         weights = [inits[i] for i in node.input[1:2] if i in inits]
         if not weights:
-            if node.op_type not in ('Conv', 'Gemm', 'MatMul'):  # Relu, MaxPool, ...: ride along, no cost
+            if node.op_type not in WEIGHTED_OP_TYPES:  # Relu, MaxPool, ...: ride along, no cost
                 out.append(Candidate(node.name, node.op_type, node_group(node.name), 0.0))
             continue
         w_numel = float(np.prod(weights[0].dims))

@@ -27,7 +27,7 @@ import onnxruntime as ort
 from .bias_correction import bias_correct, input_channel_means
 from .calibration import ort_method
 from .errors import QuantizeError
-from .groups import Candidate, candidates, is_backbone
+from .groups import WEIGHTED_OP_TYPES, Candidate, candidates, is_backbone
 from .modes import (AUTO_METHOD, AUTO_METHODS, BAR_MAX, BAR_MSE, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD,
                     DEFAULT_MODE, MIN_INT8_MAC_FRACTION, MODES)
 
@@ -215,7 +215,7 @@ def saturation_guard_weights(model_path: Path, cache_path: Path, high_inputs=())
     inits = {i.name for i in model.graph.initializer}
     out = []
     for node in model.graph.node:
-        if node.op_type not in ('Conv', 'Gemm', 'MatMul') or len(node.input) < 2 or node.input[1] not in inits:
+        if node.op_type not in WEIGHTED_OP_TYPES or len(node.input) < 2 or node.input[1] not in inits:
             continue
         data = ranges.get(node.input[0])
         # a tensor the calibration did not see is treated as signed (the safe side)
@@ -472,14 +472,14 @@ def corrupt_model(path: Path, out_path: Path, what: str = 'scale') -> Path:
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
     # weights are a Conv/Gemm/MatMul's second input (the third, the int32 bias, is also a constant)
-    weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ('Conv', 'Gemm', 'MatMul')}
+    weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in WEIGHTED_OP_TYPES}
     for node in model.graph.node:
         if what == 'scale' and node.op_type == 'DequantizeLinear' and node.input[1] in inits \
                 and node.input[0] in inits and node.output[0] in weight_inputs:  # a weight's scale
             t = inits[node.input[1]]
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 50.0, t.name))
             break
-        if what == 'weight' and node.op_type in ('Conv', 'Gemm', 'MatMul') and node.input[1] in inits:
+        if what == 'weight' and node.op_type in WEIGHTED_OP_TYPES and node.input[1] in inits:
             t = inits[node.input[1]]
             t.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(t)), t.name))
             break
